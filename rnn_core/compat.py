@@ -1,0 +1,28 @@
+"""The one place that knows which Keras line is installed.
+
+TF < 2.16 bundles Keras 2 as ``tf.keras``; TF >= 2.16 uses Keras 3 (``import keras``) unless
+``TF_USE_LEGACY_KERAS=1`` selects tf-keras, which ``tf.keras`` then returns. Importing
+``keras`` directly on TF 2.15 could give a mismatched standalone package, so nobody else does.
+"""
+import os
+
+import tensorflow as tf
+
+TF_VERSION = tuple(int(p) for p in tf.__version__.split(".")[:2])
+
+if TF_VERSION < (2, 16) or os.environ.get("TF_USE_LEGACY_KERAS") in ("1", "true", "True"):
+    keras = tf.keras
+else:
+    import keras
+
+KERAS_MAJOR = int(keras.__version__.split(".")[0])
+
+
+def variable_name(variable):
+    """'mnist_rnn/rnn/cell/kernel' on both lines (Keras 3 .path, Keras 2 .name without ':0')."""
+    return getattr(variable, "path", None) or variable.name.split(":")[0]
+
+
+def versions():
+    import numpy
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": numpy.__version__}
