@@ -1,0 +1,84 @@
+"""``rnn-core``: compare (the tutorial's results table), diagnose (the NaN), calibrate (test bounds).
+
+Arguments are checked before TensorFlow is imported; a bad one prints one line and exits 2.
+"""
+import argparse
+import sys
+
+from rnn_core import configs, data, errors
+
+DEFAULT_EPOCHS = {"mnist-5k": 30}  # 31 steps an epoch there; 30 epochs is where the gated cells level off
+
+
+def main(argv=None):
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.command(args)
+    except errors.UsageError as e:
+        parser.exit(2, f"rnn-core: error: {e}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, "rnn-core: interrupted; results so far are in --out\n")
+
+
+def compare(args):
+    chosen = configs.parse_names(args.configs)
+    dataset = data.load(args.dataset, args.data_dir)
+    epochs = args.epochs or DEFAULT_EPOCHS.get(args.dataset, 10)
+    from rnn_core import report, train
+    logdir = args.logdir or f"{args.out}/tensorboard"
+    runs = []
+    for config in chosen:
+        print(f"== {config.name}: {config.cell} {config.cell_args or ''} lr {config.lr} clip {config.clip_norm}, "
+              f"{epochs} epochs on {dataset.name}", flush=True)
+        run = train.fit(config.replace(epochs=epochs), dataset, args.seed, logdir=logdir,
+                        log=lambda line: print(line, flush=True), log_every=args.log_every,
+                        progress=_progress, stop_on_nonfinite=not args.keep_going)
+        runs.append(run)
+        report.write(runs, dataset.summary(), args.out)
+    print(open(f"{args.out}/results.md").read())
+    print(f"wrote {args.out}/results.json, results.md, curves.png; TensorBoard: tensorboard --logdir {logdir}")
+    return 0
+
+
+def _progress(name, epoch, epochs):
+    width = 30
+    done = width * epoch // epochs
+    end = "\n" if epoch == epochs else ""
+    print(f"\r{name:>14} [{'#' * done}{'.' * (width - done)}] {epoch}/{epochs} epochs", end=end, file=sys.stderr,
+          flush=True)
+
+
+def _type(check, name):
+    """An argparse type that reports our one-line message (argparse then exits 2)."""
+    def convert(text):
+        try:
+            value = float(text) if check in (errors.positive_float,) else int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        try:
+            return check(name, value)
+        except errors.UsageError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return convert
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="rnn-core", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dataset", default="mnist-5k", choices=data.SOURCES)
+    common.add_argument("--data-dir", help="directory with IDX files or mnist.npz (default: $RNN_CORE_DATA_DIR)")
+    common.add_argument("--seed", type=_type(errors.non_negative_int, "seed"), default=0)
+
+    p = sub.add_parser("compare", parents=[common], help="train the tutorial's configurations, write the results")
+    p.add_argument("--configs", default=",".join(configs.CONFIGS), help="comma-separated, from: %(default)s")
+    p.add_argument("--epochs", type=_type(errors.positive_int, "epochs"),
+                   help="default: 10 (the tutorial's), 30 on mnist-5k")
+    p.add_argument("--out", default="runs/compare", help="results directory (default: %(default)s)")
+    p.add_argument("--logdir", help="TensorBoard directory (default: OUT/tensorboard)")
+    p.add_argument("--log-every", type=_type(errors.positive_int, "log-every"), default=250,
+                   help="steps between [trn] lines (default: the tutorial's 250)")
+    p.add_argument("--keep-going", action="store_true", help="keep training after NaN/Inf, as the tutorial did")
+    p.set_defaults(command=compare)
+    return parser
