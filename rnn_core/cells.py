@@ -182,7 +182,7 @@ class LayerNormBasicLSTMCell(_Cell):
     """LSTM with layer normalization (Ba et al. 2016) and recurrent dropout (Semeniuta et al. 2016),
     as TF1's ``tf.contrib.rnn.LayerNormBasicLSTMCell`` had it; state (c, h).
 
-        i, j, f, o = split(W [x_t, h_{t-1}])                        no bias when layer_norm
+        i, j, f, o = split(W [x_t, h_{t-1}] [+ b])                  b unless layer_norm (or use_bias)
         i, j, f, o = LN_input(i), LN_transform(j), LN_forget(f), LN_output(o)
         g   = dropout(act(j), dropout_keep_prob)                    training only
         c_t = LN_state(c_{t-1} * sigmoid(f + forget_bias) + sigmoid(i) * g)
@@ -195,10 +195,13 @@ class LayerNormBasicLSTMCell(_Cell):
     top rows of an MNIST digit, with h_0 = c_0 = 0), every LN input is constant, var = 0, and the
     backward pass multiplies gradients by gamma / sqrt(1e-12) = 1e6 per norm per step: this is the
     tutorial's NaN. ``LN`` is ``tf.nn.moments`` + ``tf.nn.batch_normalization``, TF1's own ops.
+    ``use_bias`` (not in TF1) adds the zero-initialized bias under layer norm too, one of the
+    remedies the NaN tests measure.
     """
 
     def __init__(self, num_units, forget_bias=1.0, activation=None, layer_norm=True, norm_gain=1.0,
-                 norm_shift=0.0, dropout_keep_prob=1.0, dropout_prob_seed=None, epsilon=1e-12, **kwargs):
+                 norm_shift=0.0, dropout_keep_prob=1.0, dropout_prob_seed=None, epsilon=1e-12, use_bias=None,
+                 **kwargs):
         super().__init__(num_units, activation, **kwargs)
         self.forget_bias = errors.real("forget_bias", forget_bias)
         self.layer_norm = bool(layer_norm)
@@ -210,6 +213,7 @@ class LayerNormBasicLSTMCell(_Cell):
         self.dropout_prob_seed = None if dropout_prob_seed is None else errors.non_negative_int(
             "dropout_prob_seed", dropout_prob_seed)
         self.epsilon = errors.positive_float("epsilon", epsilon)
+        self.use_bias = not self.layer_norm if use_bias is None else bool(use_bias)
 
     @property
     def state_size(self):
@@ -217,9 +221,9 @@ class LayerNormBasicLSTMCell(_Cell):
 
     def build(self, input_shape):
         self.kernel = self._kernel(input_shape[-1], 4 * self.num_units)
-        if not self.layer_norm:
+        if self.use_bias:
             self.bias = self._bias(4 * self.num_units)
-        else:
+        if self.layer_norm:
             self.norms = {name: (self._bias(self.num_units, name + "_gamma", self.norm_gain),
                                  self._bias(self.num_units, name + "_beta", self.norm_shift))
                           for name in LAYER_NORMS}
@@ -233,7 +237,7 @@ class LayerNormBasicLSTMCell(_Cell):
     def call(self, inputs, states, training=None):
         c, h = states
         projection = tf.matmul(tf.concat([inputs, h], 1), self.kernel)
-        if not self.layer_norm:
+        if self.use_bias:
             projection = projection + self.bias
         i, j, f, o = tf.split(projection, 4, axis=1)
         if self.layer_norm:

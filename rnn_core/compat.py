@@ -4,6 +4,7 @@ TF < 2.16 bundles Keras 2 as ``tf.keras``; TF >= 2.16 uses Keras 3 (``import ker
 ``TF_USE_LEGACY_KERAS=1`` selects tf-keras, which ``tf.keras`` then returns. Importing
 ``keras`` directly on TF 2.15 could give a mismatched standalone package, so nobody else does.
 """
+import importlib
 import os
 
 import tensorflow as tf
@@ -15,7 +16,18 @@ if TF_VERSION < (2, 16) or os.environ.get("TF_USE_LEGACY_KERAS") in ("1", "true"
 else:
     import keras
 
-KERAS_MAJOR = int(keras.__version__.split(".")[0])
+
+def _keras_version():
+    """keras.__version__, or, for an API module that has none (TF 2.15's tf.keras is
+    ``keras.api._v2.keras``), the version of the package that provides it."""
+    version = getattr(keras, "__version__", None)
+    if version is None:
+        version = importlib.import_module(keras.__name__.split(".")[0]).__version__
+    return version
+
+
+KERAS_VERSION = _keras_version()
+KERAS_MAJOR = int(KERAS_VERSION.split(".")[0])
 
 
 def variable_name(variable):
@@ -25,4 +37,4 @@ def variable_name(variable):
 
 def versions():
     import numpy
-    return {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": numpy.__version__}
+    return {"tensorflow": tf.__version__, "keras": KERAS_VERSION, "numpy": numpy.__version__}

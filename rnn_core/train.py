@@ -69,10 +69,14 @@ class Trainer:
         return loss, accuracy, tape.gradient(loss, self.variables)
 
     def _train_step(self, inputs, labels, apply_nonfinite=False):
-        """One Adam step; returns loss, accuracy, global gradient norm and finite flags [loss, *grads]."""
+        """One Adam step; returns loss, accuracy, global gradient norm, finite flags [loss, *grads, norm].
+
+        The norm has its own flag: finite gradients whose squares overflow give an infinite norm,
+        and clipping by an infinite norm turns every gradient into NaN.
+        """
         loss, accuracy, grads = self.gradients(inputs, labels)
-        finite = tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in [loss, *grads]])
         grad_norm = tf.linalg.global_norm(grads)
+        finite = tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in [loss, *grads, grad_norm]])
         if self.config.clip_norm is not None:
             grads, _ = tf.clip_by_global_norm(grads, self.config.clip_norm, use_norm=grad_norm)
         tf.cond(tf.reduce_all(finite) | apply_nonfinite, lambda: self.adam.apply(grads), lambda: self.adam.iterations)
@@ -83,7 +87,7 @@ class Trainer:
         batch = self.config.batch_size
         capacity = order.shape[0] // batch  # static, as XLA needs for the TensorArrays
         record = [tf.TensorArray(tf.float32, capacity) for _ in range(3)]
-        finite = tf.ones(len(self.variables) + 1, tf.bool)
+        finite = tf.ones(len(self.variables) + 2, tf.bool)
 
         def more(i, finite, *_):
             return (i < num_steps) & (tf.reduce_all(finite) | apply_nonfinite)
@@ -131,8 +135,15 @@ class Run:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
+def batch_orders(seed, num_examples, steps_per_epoch, batch_size):
+    """Each epoch's example order, from the seed alone: the same batches on every TF version."""
+    rng = np.random.RandomState(seed)
+    while True:
+        yield rng.permutation(num_examples)[:steps_per_epoch * batch_size].astype(np.int32)
+
+
 def fit(config, dataset, seed=0, *, logdir=None, log=print, log_every=LOG_EVERY, progress=None,
-        stop_on_nonfinite=True, jit_compile=None, unroll=False):
+        stop_on_nonfinite=True, jit_compile=None, unroll=False, trainer=None):
     """Train config on dataset with the given seed; returns a Run.
 
     Prints the tutorial's lines, ``[trn] ep E, step S, loss L, accu A, sec/iter T`` every
@@ -140,6 +151,7 @@ def fit(config, dataset, seed=0, *, logdir=None, log=print, log_every=LOG_EVERY,
     tutorial's np.amin) and ``[tst] ep E, step S, accu A, sec/iter T, mean M`` per epoch (accu: the
     minimum accuracy over full test batches; mean: accuracy over every test image). With logdir,
     writes TensorBoard scalars under the tutorial's tags to logdir/train_NAME and logdir/test_NAME.
+    A given trainer (built for config and seed) is trained in place, so a caller can inspect it.
     """
     batch = config.batch_size
     steps_per_epoch = len(dataset.train_y) // batch
@@ -148,18 +160,18 @@ def fit(config, dataset, seed=0, *, logdir=None, log=print, log_every=LOG_EVERY,
     log = log or (lambda line: None)
     run = Run(config.name, seed, config.hparams(), dataset.summary())
     started = time.perf_counter()
-    trainer = Trainer(config, seed, jit_compile=jit_compile, unroll=unroll)
+    trainer = trainer or Trainer(config, seed, jit_compile=jit_compile, unroll=unroll)
     x, y = tf.constant(dataset.train_x), tf.constant(dataset.train_y)
     test_x = tf.constant(dataset.test_x)
     writers = _writers(logdir, config.name)
-    rng = np.random.RandomState(seed)
+    orders = batch_orders(seed, len(dataset.train_y), steps_per_epoch, batch)
     apply_nonfinite = tf.constant(not stop_on_nonfinite)
     window = {"loss": [], "accuracy": []}
     # Compile outside the timed region: same shapes, zero steps.
     trainer.train_steps(x, y, tf.range(steps_per_epoch * batch), tf.constant(0), apply_nonfinite)
     try:
         for epoch in range(1, config.epochs + 1):
-            order = tf.constant(rng.permutation(len(dataset.train_y))[:steps_per_epoch * batch].astype(np.int32))
+            order = tf.constant(next(orders))
             tick = time.perf_counter()
             done, finite, losses, accuracies, norms = trainer.train_steps(
                 x, y, order, tf.constant(steps_per_epoch), apply_nonfinite)
@@ -204,9 +216,10 @@ def fit(config, dataset, seed=0, *, logdir=None, log=print, log_every=LOG_EVERY,
 
 
 def _nonfinite(step, finite, names):
-    """Step index (0 = the first update) where the loss or gradients stopped being finite."""
-    bad = [name for name, ok in zip(names, finite[1:]) if not ok]
-    return {"step": step, "where": "loss" if not finite[0] else "gradients", "variables": bad}
+    """Step index (0 = the first update) where the loss, gradients or their norm stopped being finite."""
+    bad = [name for name, ok in zip(names, finite[1:-1]) if not ok]
+    where = "loss" if not finite[0] else "gradients" if bad else "gradient norm"
+    return {"step": step, "where": where, "variables": bad}
 
 
 def _writers(logdir, name):

@@ -1,0 +1,171 @@
+"""Where the tutorial's NaN starts, and what each remedy does about it.
+
+``diagnose`` trains until the first non-finite step, then replays that step eagerly with every
+layer norm of the cell recorded: forward values, the variance each norm saw, the factor
+gamma / sqrt(var + epsilon) it applied, and the gradient arriving at and leaving each norm. The
+origin is the first norm, in the order backpropagation visits them, whose outgoing gradient is
+non-finite while its incoming gradient is finite: the op that made the NaN, not the first
+variable in a list.
+"""
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from rnn_core import configs, train
+from rnn_core.compat import tf
+
+# Each remedy as changes to ln_lstm. The tutorial's three suggestions, alone and together, then
+# two beyond it: TF's later layer-norm epsilon and a bias under the norm.
+REMEDIES = {
+    "none": {},
+    "lr_1e-4": {"lr": 1e-4},
+    "clip_5": {"clip_norm": 5.0},
+    "lr_clip": {"lr": 1e-4, "clip_norm": 5.0},
+    "gain": {"cell_args": {"norm_gain": 0.85}},
+    "shift": {"cell_args": {"norm_shift": 0.15}},
+    "gain_shift": {"cell_args": {"norm_gain": 0.85, "norm_shift": 0.15}},
+    "tutorial_combo": {"lr": 1e-4, "clip_norm": 5.0, "cell_args": {"norm_gain": 0.85, "norm_shift": 0.15}},
+    "eps_1e-5": {"cell_args": {"epsilon": 1e-5}},
+    "bias": {"cell_args": {"use_bias": True}},
+}
+
+
+def remedy(name, base="ln_lstm"):
+    """ln_lstm (or base) with the named remedy applied, named 'ln_lstm+remedy'."""
+    config = configs.get(base)
+    changes = dict(REMEDIES[name])
+    cell_args = {**config.cell_args, **changes.pop("cell_args", {})}
+    return config.replace(name=f"{config.name}+{name}", cell_args=cell_args, **changes)
+
+
+@dataclass
+class Origin:
+    step: int
+    pass_: str          # "forward" or "backward"
+    layer_norm: str     # "input", "transform", "forget", "output" or "state"
+    time_step: int      # 0-based row of the image
+    op: str
+    variance: float     # smallest per-example variance this norm saw
+    zero_variance_examples: int
+    epsilon: float
+    factor: float       # largest gamma / sqrt(var + epsilon)
+    gradient_in: float  # largest |gradient| arriving at the norm's output (backward)
+    gradient_out: float | None  # largest finite |gradient| leaving toward its input, None if none
+
+    def to_dict(self):
+        d = asdict(self)
+        d["pass"] = d.pop("pass_")
+        return d
+
+    def sentence(self):
+        where = f"the '{self.layer_norm}' layer norm at row {self.time_step}"
+        return (f"step {self.step}, {self.pass_} pass: {where} ({self.op}); variance {self.variance:.3g} in "
+                f"{self.zero_variance_examples} examples is zero, epsilon {self.epsilon:g}, so the norm multiplies "
+                f"gradients by gamma/sqrt(var+eps) up to {self.factor:.3g}; the gradient arriving there peaks at "
+                f"{self.gradient_in:.3g} and leaves non-finite")
+
+
+def first_batch(dataset, config, seed, step=0):
+    """The batch fit trains on at the given step, for the given seed."""
+    steps_per_epoch = len(dataset.train_y) // config.batch_size
+    orders = train.batch_orders(seed, len(dataset.train_y), steps_per_epoch, config.batch_size)
+    for _ in range(step // steps_per_epoch):
+        next(orders)
+    at = (step % steps_per_epoch) * config.batch_size
+    index = next(orders)[at:at + config.batch_size]
+    return dataset.train_x[index], dataset.train_y[index]
+
+
+def first_step_finite(config, dataset, seed=0):
+    """Whether the very first gradient is finite (eager: no compile, a fraction of a second)."""
+    trainer = train.Trainer(config, seed)
+    inputs, labels = first_batch(dataset, config, seed)
+    loss, _, grads = trainer.gradients(tf.constant(inputs), tf.constant(labels))
+    return bool(all(tf.reduce_all(tf.math.is_finite(t)) for t in [loss, *grads, tf.linalg.global_norm(grads)]))
+
+
+def trace(trainer, inputs, labels):
+    """Replay one step eagerly, recording every layer-norm call: [(name, row, z, out)], loss, tape."""
+    cell = trainer.model.cell
+    calls, normalize = [], cell.normalize
+    rows = iter(range(10 ** 9))
+
+    def recording(z, name):
+        out = normalize(z, name)
+        calls.append({"name": name, "z": z, "out": out, "row": next(rows) // 5})
+        return out
+
+    cell.normalize = recording
+    try:
+        with tf.GradientTape(persistent=True) as tape:
+            logits = trainer.model(tf.constant(inputs), training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.constant(labels), logits=logits))
+    finally:
+        del cell.normalize
+    return calls, loss, tape
+
+
+def locate(trainer, inputs, labels, step):
+    """The Origin of the first non-finite value in this step, or None if the step is finite."""
+    cell = trainer.model.cell
+    calls, loss, tape = trace(trainer, inputs, labels)
+    for call in calls:
+        if not np.isfinite(call["out"].numpy()).all():
+            return _origin(cell, call, step, "forward", None, None)
+    if not np.isfinite(loss.numpy()):
+        return None
+    grads = tape.gradient(loss, [c["out"] for c in calls] + [c["z"] for c in calls])
+    outs, ins = grads[:len(calls)], grads[len(calls):]
+    for call, g_out, g_in in reversed(list(zip(calls, outs, ins))):
+        g_out = np.zeros(1) if g_out is None else g_out.numpy()
+        g_in = np.zeros(1) if g_in is None else g_in.numpy()
+        if np.isfinite(g_out).all() and not np.isfinite(g_in).all():
+            return _origin(cell, call, step, "backward", g_out, g_in)
+    return None
+
+
+def diagnose(config, dataset, seed=0, epochs=1):
+    """Train config until it goes non-finite (at most epochs) and locate where; None if it never does."""
+    trainer = train.Trainer(config.replace(epochs=epochs), seed)
+    run = train.fit(config.replace(epochs=epochs), dataset, seed, trainer=trainer, log=None)
+    if run.nonfinite is None:
+        return run, None
+    inputs, labels = first_batch(dataset, config, seed, run.nonfinite["step"])
+    return run, locate(trainer, inputs, labels, run.nonfinite["step"])
+
+
+def fix_matrix(dataset, seeds, epochs, remedies=tuple(REMEDIES), base="ln_lstm"):
+    """Each remedy trained for epochs on each seed: non-finite runs, first non-finite step, accuracy."""
+    rows = []
+    for name in remedies:
+        runs = [train.fit(remedy(name, base).replace(epochs=epochs), dataset, s, log=None) for s in seeds]
+        steps = [r.nonfinite["step"] for r in runs if r.nonfinite]
+        finite = [r.final["test_accuracy"] for r in runs if not r.nonfinite]
+        rows.append({"remedy": name, "changes": REMEDIES[name], "seeds": list(seeds), "epochs": epochs,
+                     "steps": len(dataset.train_y) // config_batch(base) * epochs,
+                     "nonfinite_runs": len(steps), "first_nonfinite_step": min(steps) if steps else None,
+                     "last_nonfinite_step": max(steps) if steps else None,
+                     "test_accuracy": float(np.mean(finite)) if finite else None,
+                     "test_accuracy_min": float(np.min(finite)) if finite else None})
+    return rows
+
+
+def config_batch(base):
+    return configs.get(base).batch_size
+
+
+def _origin(cell, call, step, pass_, g_out, g_in):
+    z = call["z"].numpy().astype(np.float64)
+    variance = z.var(axis=1)
+    gamma = np.abs(cell.norms[call["name"]][0].numpy()).max()
+    finite_out = None
+    if g_in is not None:
+        finite = np.abs(g_in[np.isfinite(g_in)])
+        finite_out = float(finite.max()) if finite.size else None
+    return Origin(step=step, pass_=pass_, layer_norm=call["name"], time_step=call["row"],
+                  op="batchnorm gradient (x * rsqrt(var + eps) * gamma)" if pass_ == "backward" else "batchnorm",
+                  variance=float(variance.min()), zero_variance_examples=int((variance == 0).sum()),
+                  epsilon=cell.epsilon, factor=float(gamma / math.sqrt(variance.min() + cell.epsilon)),
+                  gradient_in=float(np.abs(g_out).max()) if g_out is not None else 0.0, gradient_out=finite_out)
