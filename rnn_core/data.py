@@ -223,8 +223,9 @@ def _download(name):
     try:
         for fname, file_hash in files:
             origin = KERAS_ORIGIN + ("fashion/" if subdir else "") + fname
-            keras.utils.get_file(f"{subdir}/{fname}" if subdir else fname, origin=origin, file_hash=file_hash,
-                                 cache_dir=str(keras_cache_dir().parent))
+            keras.utils.get_file(fname, origin=origin, file_hash=file_hash,
+                                 cache_dir=str(keras_cache_dir().parent),
+                                 cache_subdir=str(Path("datasets", subdir or "")))
     except Exception as e:  # noqa: BLE001 - any download failure gets the same actionable line
         raise DataError(f"{name}: not found locally and the download failed ({_first_line(e)}); "
                         f"get it with: {HOW_TO_GET[name]}") from None
