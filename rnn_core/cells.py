@@ -195,13 +195,14 @@ class LayerNormBasicLSTMCell(_Cell):
     top rows of an MNIST digit, with h_0 = c_0 = 0), every LN input is constant, var = 0, and the
     backward pass multiplies gradients by gamma / sqrt(1e-12) = 1e6 per norm per step: this is the
     tutorial's NaN. ``LN`` is ``tf.nn.moments`` + ``tf.nn.batch_normalization``, TF1's own ops.
-    ``use_bias`` (not in TF1) adds the zero-initialized bias under layer norm too, one of the
-    remedies the NaN tests measure.
+    Without layer norm TF1 added a bias that ``get_variable`` initialized Glorot-uniform, like the
+    kernel; ``use_bias`` (not in TF1) adds it under layer norm too, and ``bias_initializer`` (not in
+    TF1) can start it at zero: two of the remedies the NaN tests measure.
     """
 
     def __init__(self, num_units, forget_bias=1.0, activation=None, layer_norm=True, norm_gain=1.0,
                  norm_shift=0.0, dropout_keep_prob=1.0, dropout_prob_seed=None, epsilon=1e-12, use_bias=None,
-                 **kwargs):
+                 bias_initializer=_glorot, **kwargs):
         super().__init__(num_units, activation, **kwargs)
         self.forget_bias = errors.real("forget_bias", forget_bias)
         self.layer_norm = bool(layer_norm)
@@ -214,6 +215,8 @@ class LayerNormBasicLSTMCell(_Cell):
             "dropout_prob_seed", dropout_prob_seed)
         self.epsilon = errors.positive_float("epsilon", epsilon)
         self.use_bias = not self.layer_norm if use_bias is None else bool(use_bias)
+        errors.choice("bias_initializer", bias_initializer, (_glorot, "zeros"))
+        self.bias_initializer = bias_initializer
 
     @property
     def state_size(self):
@@ -222,7 +225,7 @@ class LayerNormBasicLSTMCell(_Cell):
     def build(self, input_shape):
         self.kernel = self._kernel(input_shape[-1], 4 * self.num_units)
         if self.use_bias:
-            self.bias = self._bias(4 * self.num_units)
+            self.bias = self.add_weight(name="bias", shape=(4 * self.num_units,), initializer=self.bias_initializer)
         if self.layer_norm:
             self.norms = {name: (self._bias(self.num_units, name + "_gamma", self.norm_gain),
                                  self._bias(self.num_units, name + "_beta", self.norm_shift))

@@ -41,6 +41,56 @@ def compare(args):
     return 0
 
 
+def diagnose(args):
+    config = configs.get(args.config)
+    dataset = data.load(args.dataset, args.data_dir)
+    from rnn_core import numerics
+    run, origin = numerics.diagnose(config, dataset, args.seed, epochs=args.epochs)
+    rows = [] if args.no_fixes else numerics.fix_matrix(dataset, args.seeds, args.epochs, base=args.config)
+    doc = numerics.diagnosis(config, dataset, run, origin, rows)
+    text = numerics.diagnosis_markdown(doc)
+    print(text)
+    if args.out:
+        from pathlib import Path
+        import json
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "diagnosis.json").write_text(json.dumps(doc, indent=1) + "\n")
+        (out / "diagnosis.md").write_text(text)
+        print(f"wrote {out}/diagnosis.json, diagnosis.md")
+    return 0
+
+
+def calibrate(args):
+    from rnn_core import calibrate as calibration
+    for tier in args.tiers:
+        errors.choice("tier", tier, list(calibration.TIERS))
+    doc = calibration.calibrate(args.tiers, args.seeds, lambda name: data.load(name, args.data_dir))
+    if args.fixes:
+        dataset = data.load(calibration.TIERS["quick"].dataset, args.data_dir)
+        doc["fixes"] = {dataset.name: calibration.fixes(dataset, args.seeds)}
+    table = args.table or calibration.TABLE
+    calibration.write(doc, table)
+    print(f"wrote {table} and {table.with_suffix('.md')}")
+    return 0
+
+
+def _seeds(text):
+    """'0-4' or '0,3,7' -> [0, 1, 2, 3, 4] / [0, 3, 7]."""
+    try:
+        if "-" in text:
+            low, high = (int(p) for p in text.split("-"))
+            seeds = list(range(low, high + 1))
+        else:
+            seeds = [int(p) for p in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"seeds must be a range like 0-4 or a list like 0,3,7 of integers >= 0, "
+                                         f"got {text!r}")
+    return seeds
+
+
 def _progress(name, epoch, epochs):
     width = 30
     done = width * epoch // epochs
@@ -63,8 +113,15 @@ def _type(check, name):
     return convert
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse without the usage block on errors: one line, exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser():
-    parser = argparse.ArgumentParser(prog="rnn-core", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="rnn-core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dataset", default="mnist-5k", choices=data.SOURCES)
@@ -81,4 +138,22 @@ def _parser():
                    help="steps between [trn] lines (default: the tutorial's 250)")
     p.add_argument("--keep-going", action="store_true", help="keep training after NaN/Inf, as the tutorial did")
     p.set_defaults(command=compare)
+
+    p = sub.add_parser("diagnose", parents=[common], help="locate where a run goes non-finite; the fix table")
+    p.add_argument("--config", default="ln_lstm", choices=list(configs.CONFIGS))
+    p.add_argument("--epochs", type=_type(errors.positive_int, "epochs"), default=5,
+                   help="budget to find the NaN and to train each remedy (default: %(default)s)")
+    p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="seeds for the fix table (default: 0-2)")
+    p.add_argument("--no-fixes", action="store_true", help="only the origin, not the fix table")
+    p.add_argument("--out", help="also write diagnosis.json and diagnosis.md here")
+    p.set_defaults(command=diagnose)
+
+    from pathlib import Path
+    p = sub.add_parser("calibrate", parents=[common], help="train every config on N seeds; write the bounds table")
+    p.add_argument("--tiers", type=lambda t: t.split(","), default=["quick", "default"],
+                   help="comma-separated tiers: quick, default, slow (default: quick,default)")
+    p.add_argument("--seeds", type=_seeds, default=list(range(5)), help="seeds (default: 0-4)")
+    p.add_argument("--fixes", action="store_true", help="also the NaN fix matrix and the exploding-gradient runs")
+    p.add_argument("--table", type=Path, default=None, help="output JSON (default: the package's calibration.json)")
+    p.set_defaults(command=calibrate)
     return parser

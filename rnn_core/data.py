@@ -14,6 +14,7 @@ import functools
 import gzip
 import importlib.util
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ SOURCES = ("mnist-5k", "mnist", "fashion-mnist")
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 IDX_NAMES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
              "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
+IDX_MAGIC = {1: "00000801 (labels)", 3: "00000803 (images)"}  # by the number of dimensions, magic's last byte
 # Keras' own origins and the file hash it checks for mnist.npz (keras.datasets.mnist/fashion_mnist).
 KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 MNIST_NPZ_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
@@ -138,16 +140,19 @@ def split_5k(images_labels, test_fraction=0.2, seed=0):
                    _scale(images[test_idx]), labels[test_idx])
 
 
-def read_idx(path):
-    """An IDX file (optionally gzipped) of unsigned bytes: images (N, 28, 28) or labels (N,)."""
+def read_idx(path, ndim=None):
+    """An IDX file (optionally gzipped) of unsigned bytes: images (N, 28, 28) or labels (N,);
+    ndim (3 images, 1 labels) is the kind expected, else either is accepted."""
     try:
         with gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as e:
         raise DataError(f"{path}: cannot read ({_first_line(e)})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or raw[3] not in (1, 3):
+    # A valid file of the other kind in a slot would otherwise fail later with a message naming no file.
+    kinds = [ndim] if ndim else list(IDX_MAGIC)
+    if len(raw) < 4 or raw[:3] != b"\0\0\x08" or raw[3] not in kinds:
         raise DataError(f"{path}: bad IDX magic number {raw[:4].hex() or 'empty'}, "
-                        "expected 00000801 (labels) or 00000803 (images)")
+                        f"expected {' or '.join(IDX_MAGIC[k] for k in kinds)}")
     ndim = raw[3]
     if len(raw) < 4 + 4 * ndim:
         raise DataError(f"{path}: truncated IDX header")
@@ -166,27 +171,35 @@ def read_idx(path):
 def read_npz(path):
     """Keras' mnist.npz layout: x_train, y_train, x_test, y_test."""
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with _open_npz(path) as f:
             arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
     except KeyError as e:
         raise DataError(f"{path}: missing array {e}; expected x_train, y_train, x_test, y_test") from None
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # a truncated zip is BadZipFile
         raise DataError(f"{path}: not a readable .npz file ({_first_line(e)})") from None
     for part in ("train", "test"):
         x, y = arrays["x_" + part], arrays["y_" + part]
         if x.ndim != 3 or x.shape[1:] != (ROWS, COLS) or x.dtype != np.uint8:
             raise DataError(f"{path}: x_{part} must be uint8 (N, {ROWS}, {COLS}), got {x.dtype} {x.shape}")
-        if y.shape != (len(x),):
-            raise DataError(f"{path}: y_{part} must have shape ({len(x)},), got {y.shape}")
+        # Float labels would pass the range check and be truncated by _from_dir's astype(int64).
+        if y.shape != (len(x),) or y.dtype.kind not in "iu":
+            raise DataError(f"{path}: y_{part} must be integers of shape ({len(x)},), got {y.dtype} {y.shape}")
         _check_label_range(y, path)
     return arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"]
+
+
+def _open_npz(path):
+    npz = np.load(path, allow_pickle=False)
+    if not isinstance(npz, np.lib.npyio.NpzFile):  # np.load reads a .npy whatever the file's name
+        raise ValueError(f"a single .npy array of shape {npz.shape}, not an archive")
+    return npz
 
 
 def _from_dir(directory):
     """The four IDX files (plain or .gz) or mnist.npz in directory; None when neither is there."""
     found = {k: _find(directory, stem) for k, stem in IDX_NAMES.items()}
     if all(found.values()):
-        x_train, y_train, x_test, y_test = (read_idx(found[k]) for k in IDX_NAMES)
+        x_train, y_train, x_test, y_test = (read_idx(found[k], 3 if k.endswith("_x") else 1) for k in IDX_NAMES)
     elif (directory / "mnist.npz").is_file():
         x_train, y_train, x_test, y_test = read_npz(directory / "mnist.npz")
     elif any(found.values()):
@@ -210,23 +223,31 @@ def _from_keras_cache(name):
     subdir = cache / "fashion-mnist" if name == "fashion-mnist" else cache
     arrays = _from_dir(subdir) if subdir.is_dir() else None
     if arrays is None:
-        _download(name)
+        _download(name, subdir)
         arrays = _from_dir(subdir)
+    if arrays is None:  # e.g. get_file saved elsewhere: it falls back to /tmp/.keras when it cannot write here
+        raise DataError(f"{name}: downloaded, but not found in {subdir} afterwards; get it with: {HOW_TO_GET[name]}")
     return arrays
 
 
-def _download(name):
+def _download(name, directory):
+    """name's files into directory, Keras' cache or its fashion-mnist subdirectory, by keras.utils.get_file."""
     from rnn_core.compat import keras
     files = {"mnist": [("mnist.npz", MNIST_NPZ_SHA256)],
              "fashion-mnist": [(stem + ".gz", None) for stem in IDX_NAMES.values()]}[name]
-    subdir = "fashion-mnist" if name == "fashion-mnist" else None
     try:
+        # get_file saves to /tmp/.keras instead when its cache_dir is not an existing, writable directory.
+        directory.mkdir(parents=True, exist_ok=True)
         for fname, file_hash in files:
-            origin = KERAS_ORIGIN + ("fashion/" if subdir else "") + fname
-            keras.utils.get_file(fname, origin=origin, file_hash=file_hash,
-                                 cache_dir=str(keras_cache_dir().parent),
-                                 cache_subdir=str(Path("datasets", subdir or "")))
+            origin = KERAS_ORIGIN + ("fashion/" if name == "fashion-mnist" else "") + fname
+            keras.utils.get_file(fname, origin=origin, file_hash=file_hash, cache_dir=str(directory),
+                                 cache_subdir="")
     except Exception as e:  # noqa: BLE001 - any download failure gets the same actionable line
+        # get_file keeps a download that fails the hash, and a set cut short reads as incomplete: either
+        # would be loaded or refused next time instead of downloaded again. None of these files was here
+        # before: _from_keras_cache downloads only when _from_dir found none of them.
+        for fname, _ in files:
+            (directory / fname).unlink(missing_ok=True)
         raise DataError(f"{name}: not found locally and the download failed ({_first_line(e)}); "
                         f"get it with: {HOW_TO_GET[name]}") from None
 

@@ -6,16 +6,18 @@
 """
 import numpy as np
 
-from rnn_core import cells, errors
+from rnn_core import cells, errors, fused
 from rnn_core.compat import keras, tf
 from rnn_core.data import COLS, NUM_CLASSES, ROWS
 
 
 class MnistRnn(keras.layers.Layer):
-    def __init__(self, cell, unroll=False, **kwargs):
+    """``rnn`` is keras.layers.RNN over the cell, or a fused Keras layer with the same math."""
+
+    def __init__(self, cell, unroll=False, rnn=None, **kwargs):
         super().__init__(**kwargs)
         self.cell = cell
-        self.rnn = keras.layers.RNN(cell, unroll=unroll, name="rnn")
+        self.rnn = rnn or keras.layers.RNN(cell, unroll=unroll, name="rnn")
         self.logits = keras.layers.Dense(NUM_CLASSES, name="logits")
 
     def call(self, inputs, sequence_length=None, training=False):
@@ -24,11 +26,26 @@ class MnistRnn(keras.layers.Layer):
         return self.logits(self.rnn(inputs, mask=mask, training=training))
 
 
-def build(config, unroll=False):
-    """A built MnistRnn for a Config; its weights come from the current global seed."""
+IMPLEMENTATIONS = ("cell", "fused")
+
+
+def build(config, unroll=False, implementation="cell"):
+    """A built MnistRnn for a Config; its weights come from the current global seed.
+
+    implementation "fused" runs Keras' own layer (fused.py) with the weights the cell would
+    have had, so both implementations start from the same point.
+    """
+    errors.choice("implementation", implementation, IMPLEMENTATIONS)
     cell = cells.build(config.cell, config.num_units, **config.cell_args)
     model = MnistRnn(cell, unroll=unroll, name="mnist_rnn")
     model(tf.zeros((1, ROWS, COLS)))
+    if implementation == "fused":
+        layer = fused.layer_for(config.cell, cell)
+        twin = MnistRnn(cell, rnn=layer, name="mnist_rnn")
+        twin(tf.zeros((1, ROWS, COLS)))
+        fused.copy_weights(config.cell, cell, layer)
+        twin.logits.set_weights(model.logits.get_weights())
+        model = twin
     return model
 
 

@@ -49,13 +49,13 @@ class TF1Adam:
 class Trainer:
     """A model, its optimizer and the compiled functions that train and evaluate it."""
 
-    def __init__(self, config, seed=0, jit_compile=None, unroll=False):
+    def __init__(self, config, seed=0, jit_compile=None, unroll=False, implementation="cell"):
         errors.non_negative_int("seed", seed)
         if jit_compile is None:
             jit_compile = config.cell in XLA_CELLS
         keras.utils.set_random_seed(seed)
         self.config = config
-        self.model = model_lib.build(config, unroll=unroll)
+        self.model = model_lib.build(config, unroll=unroll, implementation=implementation)
         self.variables = list(self.model.trainable_variables)
         self.variable_names = [variable_name(v) for v in self.variables]
         self.adam = TF1Adam(self.variables, config.lr)

@@ -1,0 +1,175 @@
+"""The calibration table every test bound comes from, and the one rule that turns it into bounds.
+
+``rnn-core calibrate`` trains each configuration on N seeds at each tier's budget and writes
+``rnn_core/calibration/calibration.json`` and ``.md``. Runs are deterministic and an epoch's
+result never depends on how many epochs follow, so one run per (configuration, seed, dataset)
+at the longest budget gives every shorter tier's numbers exactly.
+
+Margin rule (the only one): a lower bound is ``min - 2 * sd`` over the calibrated seeds, an upper
+bound ``max + 2 * sd``: a new seed must fall two standard deviations outside everything
+calibration saw before a test fails. A claim whose bound would not support it is not asserted.
+"""
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rnn_core import configs, train
+
+HERE = Path(__file__).parent / "calibration"
+TABLE = HERE / "calibration.json"
+SCHEMA = "rnn_core.calibration/1"
+MARGIN_SD = 2.0
+METRICS = ("test_accuracy", "test_min_batch_accuracy", "train_loss")
+LEARNING = ("vanilla", "lstm", "gru", "lstm_fb5", "ln_lstm_fixed")
+GATED = ("lstm", "gru", "lstm_fb5")
+
+
+@dataclass(frozen=True)
+class Tier:
+    dataset: str
+    epochs: int
+
+
+TIERS = {
+    "quick": Tier("mnist-5k", 6),
+    "default": Tier("mnist-5k", 30),
+    "slow": Tier("fashion-mnist", 10),
+}
+
+
+def stats(values):
+    values = [v for v in values if v is not None]
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "sd": sd, "min": min(values), "max": max(values), "n": len(values),
+            "lower": min(values) - MARGIN_SD * sd, "upper": max(values) + MARGIN_SD * sd}
+
+
+def calibrate(tiers, seeds, dataset_loader, log=print):
+    """{tier: {config: {metric: stats}, "gated_minus_vanilla": ..., "curves": ...}} over seeds."""
+    from rnn_core.compat import KERAS_MAJOR, versions
+    by_dataset = {}
+    for name in tiers:
+        by_dataset.setdefault(TIERS[name].dataset, []).append(name)
+    doc = {"schema": SCHEMA, "keras_major": KERAS_MAJOR, "versions": versions(), "seeds": list(seeds),
+           "margin_sd": MARGIN_SD, "tiers": {}}
+    for dataset_name, tier_names in by_dataset.items():
+        dataset = dataset_loader(dataset_name)
+        epochs = max(TIERS[t].epochs for t in tier_names)
+        runs = {}
+        for config in (*LEARNING, "ln_lstm"):
+            for seed in seeds:
+                budget = 1 if config == "ln_lstm" else epochs
+                run = train.fit(configs.get(config).replace(epochs=budget), dataset, seed, log=None)
+                runs[config, seed] = run
+                log(f"{dataset_name} {config} seed {seed}: {run.final} nonfinite {run.nonfinite and run.nonfinite['step']}"
+                    f" ({run.wall_seconds:.1f} s)")
+        for tier in tier_names:
+            doc["tiers"][tier] = summarize(runs, seeds, TIERS[tier])
+        doc.setdefault("runs", {})[dataset_name] = {
+            f"{config}/{seed}": {"epochs": [{m: e[m] for m in ("test_accuracy", "test_min_batch_accuracy", "train_loss")}
+                                            for e in run.epochs], "nonfinite": run.nonfinite}
+            for (config, seed), run in runs.items()}
+    return doc
+
+
+def summarize(runs, seeds, tier):
+    at = tier.epochs - 1
+    section = {"dataset": tier.dataset, "epochs": tier.epochs, "configs": {}, "claims": {}}
+    for config in LEARNING:
+        epochs = [runs[config, s].epochs[at] for s in seeds]
+        section["configs"][config] = {
+            **{m: stats([e[m] for e in epochs]) for m in METRICS},
+            "steps": epochs[0]["step"],
+            "nonfinite_runs": sum(runs[config, s].nonfinite is not None for s in seeds),
+            "curve": [stats([runs[config, s].epochs[i]["test_accuracy"] for s in seeds])["mean"]
+                      for i in range(tier.epochs)]}
+    nan_steps = [runs["ln_lstm", s].nonfinite["step"] if runs["ln_lstm", s].nonfinite else None for s in seeds]
+    section["configs"]["ln_lstm"] = {"nonfinite_step": {"values": nan_steps}}
+    for gated in GATED:
+        section["claims"][f"{gated}_minus_vanilla"] = stats(
+            [runs[gated, s].epochs[at]["test_accuracy"] - runs["vanilla", s].epochs[at]["test_accuracy"]
+             for s in seeds])
+    section["claims"]["lstm_fb5_minus_lstm_epoch1"] = stats(
+        [runs["lstm_fb5", s].epochs[0]["test_accuracy"] - runs["lstm", s].epochs[0]["test_accuracy"] for s in seeds])
+    return section
+
+
+FIX_EPOCHS = 10
+EXPLODING_EPOCHS = 5
+
+
+def fixes(dataset, seeds, epochs=FIX_EPOCHS, log=print):
+    """The NaN's fix table on dataset: each remedy's first-step outcome and its run over epochs, per seed."""
+    from rnn_core import numerics
+    rows = numerics.fix_matrix(dataset, seeds, epochs)
+    for row in rows:
+        row["first_step_finite"] = [numerics.first_step_finite(numerics.remedy(row["remedy"]), dataset, s)
+                                    for s in seeds]
+        if row["test_accuracy"] is not None:
+            row["test_accuracy_stats"] = stats(row.pop("accuracies"))
+        else:
+            row.pop("accuracies")
+        log(f"{dataset.name} fix {row['remedy']}: {row['nonfinite_runs']}/{len(seeds)} non-finite, "
+            f"first step {row['first_nonfinite_step']}, accuracy {row['test_accuracy']}")
+    origins = [numerics.diagnose(configs.get("ln_lstm"), dataset, s)[1].to_dict() for s in seeds]
+    exploding = {}
+    for name in numerics.EXPLODING_REMEDIES:
+        runs = [train.fit(numerics.exploding(name).replace(epochs=EXPLODING_EPOCHS), dataset, s, log=None)
+                for s in seeds]
+        exploding[name] = {"max_loss": stats([float(np.nanmax(r.steps["loss"])) for r in runs]),
+                           "max_grad_norm": stats([float(np.nanmax(r.steps["grad_norm"])) for r in runs]),
+                           "nonfinite_runs": sum(r.nonfinite is not None for r in runs)}
+        log(f"{dataset.name} exploding {name}: {exploding[name]['max_loss']}")
+    return {"dataset": dataset.name, "epochs": epochs, "seeds": list(seeds), "remedies": rows, "origins": origins,
+            "exploding": {"config": numerics.EXPLODING.name, "epochs": EXPLODING_EPOCHS,
+                          "diverged_loss": numerics.DIVERGED_LOSS, "remedies": exploding}}
+
+
+def load(path=TABLE):
+    return json.loads(Path(path).read_text())
+
+
+def write(doc, path=TABLE):
+    """Merge doc's tiers and fixes into the table at path (other Keras majors, tiers and datasets kept)."""
+    path = Path(path)
+    table = load(path) if path.exists() else {"schema": SCHEMA, "keras": {}}
+    key = f"keras{doc['keras_major']}"
+    entry = table["keras"].setdefault(key, {"tiers": {}, "fixes": {}})
+    entry.update({k: doc[k] for k in ("versions", "seeds", "margin_sd")})
+    entry["tiers"].update(doc.get("tiers", {}))
+    entry.setdefault("fixes", {}).update(doc.get("fixes", {}))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table, indent=1) + "\n")
+    path.with_suffix(".md").write_text(markdown(table))
+    return table
+
+
+def markdown(table):
+    lines = ["# Calibration", "",
+             f"Regenerate: `rnn-core calibrate --tiers quick,default,slow --seeds 0-4`. Margin rule: lower bound = "
+             f"min - {MARGIN_SD:g} sd, upper bound = max + {MARGIN_SD:g} sd, over the seeds below.", ""]
+    for key, entry in sorted(table["keras"].items()):
+        v = entry["versions"]
+        lines += [f"## {key}: TensorFlow {v['tensorflow']}, Keras {v['keras']}, NumPy {v['numpy']}; "
+                  f"seeds {entry['seeds']}", ""]
+        for tier, section in entry["tiers"].items():
+            lines += [f"### {tier}: {section['dataset']}, {section['epochs']} epochs", "",
+                      "| config | metric | mean | sd | min | max | bound |", "|---|---|---|---|---|---|---|"]
+            for config, metrics in section["configs"].items():
+                if config == "ln_lstm":
+                    lines.append(f"| ln_lstm | first non-finite step | {metrics['nonfinite_step']['values']} "
+                                 "| | | | |")
+                    continue
+                for metric in METRICS:
+                    s = metrics[metric]
+                    bound = f"<= {s['upper']:.3f}" if metric == "train_loss" else f">= {s['lower']:.3f}"
+                    lines.append(f"| {config} | {metric} | {s['mean']:.3f} | {s['sd']:.3f} | {s['min']:.3f} "
+                                 f"| {s['max']:.3f} | {bound} |")
+            for claim, s in section["claims"].items():
+                lines.append(f"| claim | {claim} | {s['mean']:.3f} | {s['sd']:.3f} | {s['min']:.3f} | {s['max']:.3f} "
+                             f"| {'>= %.3f' % s['lower']} |")
+            lines.append("")
+    return "\n".join(lines) + "\n"
