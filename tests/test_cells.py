@@ -75,7 +75,9 @@ def layer_norm_lstm_step(w, x, states, act, args):
     c, h = states
     normed, epsilon = args.get("layer_norm", True), args.get("epsilon", 1e-12)
     z = np.concatenate([x, h], 1) @ w["kernel"]
-    i, j, f, o = np.split(z if normed else z + w["bias"], 4, axis=1)
+    if args.get("use_bias", not normed):  # TF1 added its bias only without layer norm; use_bias is rnn_core's
+        z = z + w["bias"]
+    i, j, f, o = np.split(z, 4, axis=1)
     if normed:
         i, j, f, o = (layer_norm(v, w, name, epsilon) for v, name in zip((i, j, f, o), cells.LAYER_NORMS))
     c = c * sigmoid(f + args.get("forget_bias", 1.0)) + sigmoid(i) * act(j)
@@ -140,6 +142,7 @@ REFERENCE_CASES = [
     pytest.param("layer_norm_lstm", {"norm_gain": 0.85, "norm_shift": 0.15}, id="layer_norm_lstm-gain_shift"),
     pytest.param("layer_norm_lstm", {"epsilon": 0.5}, id="layer_norm_lstm-epsilon_0.5"),
     pytest.param("layer_norm_lstm", {"layer_norm": False}, id="layer_norm_lstm-no_layer_norm"),
+    pytest.param("layer_norm_lstm", {"use_bias": True}, id="layer_norm_lstm-use_bias"),
 ]
 
 
@@ -172,13 +175,33 @@ def test_gru_gate_bias_starts_at_one_and_candidate_bias_at_zero():
     np.testing.assert_array_equal(variable(cell, "candidate_bias").numpy(), np.zeros(UNITS))
 
 
-@pytest.mark.parametrize("layer_norm, expected", [
-    (True, {"kernel"} | {f"{norm}_{part}" for norm in cells.LAYER_NORMS for part in ("gamma", "beta")}),
-    (False, {"kernel", "bias"}),
-], ids=["layer_norm", "no_layer_norm"])
-def test_layer_norm_lstm_has_a_bias_only_without_layer_norm(layer_norm, expected):
-    _, cell = built("layer_norm_lstm", layer_norm=layer_norm)
+NORM_WEIGHTS = {f"{norm}_{part}" for norm in cells.LAYER_NORMS for part in ("gamma", "beta")}
+
+
+@pytest.mark.parametrize("args, expected", [
+    ({}, {"kernel"} | NORM_WEIGHTS),
+    ({"layer_norm": False}, {"kernel", "bias"}),
+    ({"use_bias": True}, {"kernel", "bias"} | NORM_WEIGHTS),
+], ids=["layer_norm", "no_layer_norm", "layer_norm-use_bias"])
+def test_layer_norm_lstm_has_a_bias_without_layer_norm_or_with_use_bias(args, expected):
+    _, cell = built("layer_norm_lstm", **args)
     assert {variable_name(v).rsplit("/", 1)[-1] for v in cell.weights} == expected
+
+
+@pytest.mark.parametrize("args, glorot", [
+    ({"layer_norm": False}, True),
+    ({"use_bias": True}, True),
+    ({"layer_norm": False, "bias_initializer": "zeros"}, False),
+], ids=["no_layer_norm", "use_bias", "no_layer_norm-zeros"])
+def test_layer_norm_lstm_bias_starts_glorot_uniform_as_tf1s_get_variable_gave_it_or_at_zero(args, glorot):
+    _, cell = built("layer_norm_lstm", **args)
+    bias = variable(cell, "bias").numpy()
+    if not glorot:
+        np.testing.assert_array_equal(bias, 0)
+        return
+    limit = np.sqrt(6 / (4 * UNITS + 4 * UNITS))  # a 1-D shape is its own fan in and fan out, in TF1 and Keras
+    assert np.all(bias != 0) and np.abs(bias).max() <= limit
+    assert np.abs(bias).max() > limit / 2  # spread over the range, not a small constant: P(fail) = 2**-24
 
 
 def test_layer_norm_lstm_gammas_start_at_norm_gain_and_betas_at_norm_shift():
@@ -262,6 +285,8 @@ BAD_ARGUMENTS = [  # (cell, num_units, arguments, the start of the message)
     pytest.param("layer_norm_lstm", 8, {"dropout_prob_seed": -1}, "dropout_prob_seed must be an integer >= 0",
                  id="negative-dropout_prob_seed"),
     pytest.param("layer_norm_lstm", 8, {"epsilon": 0}, "epsilon must be a finite number > 0", id="epsilon-0"),
+    pytest.param("layer_norm_lstm", 8, {"bias_initializer": "ones"},
+                 "bias_initializer must be one of glorot_uniform, zeros, got 'ones'$", id="bias_initializer-ones"),
     pytest.param("basic_lstm", 8, {"activation": "tanhh"}, "activation must be None or a Keras activation name",
                  id="unknown-activation"),
     pytest.param("lstm", 8, {"proj_clip": 1.0}, "proj_clip must be None when num_proj is None",

@@ -51,6 +51,12 @@ def npz_bytes(arrays=ARRAYS):
     return buffer.getvalue()
 
 
+def npy_bytes(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
 def publish(name, directory):
     """name's files as Keras serves and caches them: mnist.npz, or Fashion-MNIST's four .gz files."""
     if name == "mnist":
@@ -86,7 +92,7 @@ def isolated(tmp_path, monkeypatch):
     tiny data of an earlier one, and later test files would see these tiny fakes as "mnist".
     """
     monkeypatch.delenv("RNN_CORE_DATA_DIR", raising=False)
-    # It exists, as Keras' own home does: get_file falls back to /tmp/.keras when it cannot write there.
+    # It exists, as Keras' own home does; test_download_fills_keras_cache[...missing_home] covers one that doesn't.
     (tmp_path / "keras").mkdir()
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", tmp_path / "debian")
@@ -133,7 +139,7 @@ BAD_IDX_FILES = [  # (file name, its raw bytes, what the message says after "<pa
                  id="truncated-header"),
     pytest.param("train-labels-idx1-ubyte", b"", "bad IDX magic number empty", id="empty"),
     pytest.param("train-images-idx3-ubyte", idx_bytes(ARRAYS["x_train"], magic=0x0802),
-                 "bad IDX magic number 00000802, expected 00000801 .labels. or 00000803 .images.", id="wrong-magic"),
+                 r"bad IDX magic number 00000802, expected 00000803 \(images\)$", id="wrong-magic"),
     pytest.param("t10k-labels-idx1-ubyte", idx_bytes(ARRAYS["y_test"], magic=0x01080000),
                  "bad IDX magic number 01080000", id="little-endian-magic"),
     pytest.param("train-images-idx3-ubyte", idx_bytes(np.zeros((30, 27, 28), np.uint8)),
@@ -144,13 +150,11 @@ BAD_IDX_FILES = [  # (file name, its raw bytes, what the message says after "<pa
                  id="not-gzipped"),
     pytest.param("t10k-images-idx3-ubyte.gz", gzip.compress(idx_bytes(ARRAYS["x_test"]))[:-9], "cannot read",
                  id="truncated-gzip"),
-    # A valid IDX of the other kind: read_idx accepts either magic without knowing which file it reads.
-    pytest.param("train-images-idx3-ubyte", idx_bytes(ARRAYS["y_train"]), "magic", id="labels-as-images",
-                 marks=pytest.mark.xfail(strict=True, reason="bug: read_idx(path) does not check the magic fits "
-                                                             "the file; _scale then raises a bare ValueError")),
-    pytest.param("train-labels-idx1-ubyte", idx_bytes(ARRAYS["x_train"]), "magic", id="images-as-labels",
-                 marks=pytest.mark.xfail(strict=True, reason="bug: read_idx(path) does not check the magic fits "
-                                                             "the file; Dataset raises a UsageError naming no file")),
+    # A valid IDX of the other kind: found by its magic, not later by _scale or Dataset naming no file.
+    pytest.param("train-images-idx3-ubyte", idx_bytes(ARRAYS["y_train"]),
+                 r"bad IDX magic number 00000801, expected 00000803 \(images\)$", id="labels-as-images"),
+    pytest.param("t10k-labels-idx1-ubyte", idx_bytes(ARRAYS["x_test"]),
+                 r"bad IDX magic number 00000803, expected 00000801 \(labels\)$", id="images-as-labels"),
 ]
 
 
@@ -194,16 +198,17 @@ BAD_NPZ = [  # (file content, what the message says after "<path>: ")
     pytest.param(npz_bytes({**ARRAYS, "x_test": ARRAYS["x_test"].reshape(20, 784)}),
                  r"x_test must be uint8 \(N, 28, 28\), got uint8 \(20, 784\)", id="flat-images"),
     pytest.param(npz_bytes({**ARRAYS, "y_train": ARRAYS["y_train"][:-1]}),
-                 r"y_train must have shape \(30,\), got \(29,\)", id="label-count"),
+                 r"y_train must be integers of shape \(30,\), got uint8 \(29,\)", id="label-count"),
     pytest.param(npz_bytes({**ARRAYS, "y_test": ARRAYS["y_test"] + 1}),
                  r"labels must be 0\.\.9, got values in \[1, 10\]", id="label-10"),
     pytest.param(b"not an npz", "not a readable .npz file", id="not-a-zip"),
-    pytest.param(npz_bytes()[:1000], "not a readable .npz file", id="truncated",
-                 marks=pytest.mark.xfail(strict=True, reason="bug: read_npz does not catch zipfile.BadZipFile, "
-                                                             "which is neither OSError nor ValueError")),
-    pytest.param(npz_bytes({**ARRAYS, "y_train": ARRAYS["y_train"] + 0.5}), "y_train", id="float-labels",
-                 marks=pytest.mark.xfail(strict=True, reason="bug: read_npz checks y's range but not its dtype; "
-                                                             "_from_dir then truncates 2.5 to 2 silently")),
+    pytest.param(npz_bytes()[:1000], r"not a readable .npz file \(File is not a zip file\)$", id="truncated"),
+    pytest.param(npy_bytes(ARRAYS["y_test"]),
+                 r"not a readable .npz file \(a single .npy array of shape \(20,\), not an archive\)$",
+                 id="npy-named-npz"),
+    # Within 0..9, so only the dtype check stops 2.5 from being truncated to 2.
+    pytest.param(npz_bytes({**ARRAYS, "y_train": ARRAYS["y_train"] * 0.5}),
+                 r"y_train must be integers of shape \(30,\), got float64 \(30,\)$", id="float-labels"),
 ]
 
 
@@ -309,17 +314,28 @@ def sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# A Keras home not there yet: get_file would save to /tmp/.keras, where _from_keras_cache does not look.
+@pytest.mark.parametrize("home", ["keras", "new/keras"], ids=["existing_home", "missing_home"])
 @pytest.mark.parametrize("name, origin, cached", [
     ("mnist", "origin", ["datasets/mnist.npz"]),
     ("fashion-mnist", "origin/fashion", [f"datasets/fashion-mnist/{stem}.gz" for stem in data.IDX_NAMES.values()]),
 ], ids=["mnist", "fashion-mnist"])
-def test_download_fills_keras_cache(tmp_path, monkeypatch, name, origin, cached):
+def test_download_fills_keras_cache(tmp_path, monkeypatch, name, origin, cached, home):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / home))
     publish(name, tmp_path / origin)
     if name == "mnist":  # Keras checks the download against the hash rnn_core pins
         monkeypatch.setattr(data, "MNIST_NPZ_SHA256", sha256(tmp_path / origin / "mnist.npz"))
     assert_loaded(data.load(name))
     for path in cached:
-        assert (tmp_path / "keras" / path).is_file()
+        assert (tmp_path / home / path).is_file()
+
+
+def test_download_that_leaves_nothing_in_keras_cache_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_download", lambda name, directory: None)  # as if get_file saved elsewhere
+    expected = re.escape(f"mnist: downloaded, but not found in {tmp_path / 'keras' / 'datasets'} afterwards; "
+                         f"get it with: {data.HOW_TO_GET['mnist']}") + "$"
+    with raises_one_line(DataError, expected):
+        data.load("mnist")
 
 
 @pytest.mark.parametrize("name, published", [("mnist", False), ("mnist", True), ("fashion-mnist", False)],
@@ -334,14 +350,19 @@ def test_failed_download_says_how_to_get_it(tmp_path, monkeypatch, name, publish
         data.load(name)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: get_file leaves a download that fails the hash in Keras' cache, "
-                                       "and _from_keras_cache loads it unchecked on the next call")
-def test_download_that_failed_the_hash_is_not_used_later(tmp_path, monkeypatch):
-    publish("mnist", tmp_path / "origin")
+@pytest.mark.parametrize("name, origin, cache", [("mnist", "origin", "datasets"),
+                                                 ("fashion-mnist", "origin/fashion", "datasets/fashion-mnist")],
+                         ids=["mnist-hash_mismatch", "fashion-mnist-cut_short"])
+def test_failed_download_leaves_nothing_for_the_next_load(tmp_path, monkeypatch, name, origin, cache):
+    """get_file keeps a download that fails the hash, which the next load would read unchecked; half a
+    Fashion-MNIST set would read as incomplete instead of being downloaded again."""
+    publish(name, tmp_path / origin)
+    (tmp_path / origin / "t10k-images-idx3-ubyte.gz").unlink(missing_ok=True)  # the third of four files
     monkeypatch.setattr(data, "MNIST_NPZ_SHA256", "0" * 64)
     for _ in range(2):
-        with pytest.raises(DataError):
-            data.load("mnist")
+        with raises_one_line(DataError, f"^{name}: not found locally and the download failed"):
+            data.load(name)
+        assert not any((tmp_path / "keras" / cache).glob("*.*"))
 
 
 # Arguments and array checks -------------------------------------------------------------------
