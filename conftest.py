@@ -13,6 +13,23 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def _xla_cache():
+    """XLA's persistent compile cache, one directory per TensorFlow version: a warm run of the quick
+    tier skips most of its ~25 s of XLA compiles, and repeated configurations hit it within a run."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        tf_version = version("tensorflow")
+    except PackageNotFoundError:
+        tf_version = "unknown"
+    cache = Path(os.environ.get("RNN_CORE_XLA_CACHE", Path.home() / ".cache" / "rnn_core" / "xla")) / tf_version
+    cache.mkdir(parents=True, exist_ok=True)
+    return f"--tf_xla_persistent_cache_directory={cache}"
+
+
+if "TF_XLA_FLAGS" not in os.environ:
+    os.environ["TF_XLA_FLAGS"] = _xla_cache()
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("rnn_core")
     group.addoption("--rnn-seed", type=int, default=0, help="seed of every trained run (default: 0, the pinned seed)")
@@ -61,9 +78,8 @@ def trained(request, seed, datasets, tier_dataset):
 
     def get(tier, name):
         if (tier, name) not in cache:
-            config = configs.get(name)
-            epochs = 1 if name == "ln_lstm" else TIERS[tier].epochs  # it stops at its NaN anyway
-            cache[tier, name] = train.fit(config.replace(epochs=epochs), datasets(tier_dataset(tier)), seed, log=None)
+            config = configs.get(name).replace(epochs=TIERS[tier].budget(name))
+            cache[tier, name] = train.fit(config, datasets(tier_dataset(tier)), seed, log=None)
         return cache[tier, name]
 
     yield get

@@ -12,12 +12,11 @@ from rnn_core.data import COLS, NUM_CLASSES, ROWS
 
 
 class MnistRnn(keras.layers.Layer):
-    """``rnn`` is keras.layers.RNN over the cell, or a fused Keras layer with the same math."""
+    """``rnn`` is keras.layers.RNN over a cell, or a fused Keras layer with the same math."""
 
-    def __init__(self, cell, unroll=False, rnn=None, **kwargs):
+    def __init__(self, rnn, **kwargs):
         super().__init__(**kwargs)
-        self.cell = cell
-        self.rnn = rnn or keras.layers.RNN(cell, unroll=unroll, name="rnn")
+        self.rnn = rnn
         self.logits = keras.layers.Dense(NUM_CLASSES, name="logits")
 
     def call(self, inputs, sequence_length=None, training=False):
@@ -37,11 +36,11 @@ def build(config, unroll=False, implementation="cell"):
     """
     errors.choice("implementation", implementation, IMPLEMENTATIONS)
     cell = cells.build(config.cell, config.num_units, **config.cell_args)
-    model = MnistRnn(cell, unroll=unroll, name="mnist_rnn")
+    model = MnistRnn(keras.layers.RNN(cell, unroll=unroll, name="rnn"), name="mnist_rnn")
     model(tf.zeros((1, ROWS, COLS)))
     if implementation == "fused":
         layer = fused.layer_for(config.cell, cell)
-        twin = MnistRnn(cell, rnn=layer, name="mnist_rnn")
+        twin = MnistRnn(layer, name="mnist_rnn")
         twin(tf.zeros((1, ROWS, COLS)))
         fused.copy_weights(config.cell, cell, layer)
         twin.logits.set_weights(model.logits.get_weights())

@@ -101,7 +101,7 @@ def first_step_finite(config, dataset, seed=0):
 
 def trace(trainer, inputs, labels):
     """Replay one step eagerly, recording every layer-norm call: [(name, row, z, out)], loss, tape."""
-    cell = trainer.model.cell
+    cell = trainer.model.rnn.cell
     calls, normalize = [], cell.normalize
     rows = iter(range(10 ** 9))
 
@@ -123,7 +123,7 @@ def trace(trainer, inputs, labels):
 
 def locate(trainer, inputs, labels, step):
     """The Origin of the first non-finite value in this step, or None if the step is finite."""
-    cell = trainer.model.cell
+    cell = trainer.model.rnn.cell
     calls, loss, tape = trace(trainer, inputs, labels)
     for call in calls:
         if not np.isfinite(call["out"].numpy()).all():

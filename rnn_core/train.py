@@ -18,10 +18,6 @@ from rnn_core import model as model_lib
 from rnn_core.compat import keras, tf, variable_name
 
 LOG_EVERY = 250
-# Where XLA pays on a CPU, measured per cell (README, Performance): the layer-norm LSTM's many small
-# ops fuse (27 -> 14 ms/step at the tutorial's shapes); the plain cells gain little and compile
-# for seconds. Unrolling the 28 steps made every variant slower to compile and no faster to run.
-XLA_CELLS = ("layer_norm_lstm",)
 
 
 class TF1Adam:
@@ -49,10 +45,8 @@ class TF1Adam:
 class Trainer:
     """A model, its optimizer and the compiled functions that train and evaluate it."""
 
-    def __init__(self, config, seed=0, jit_compile=None, unroll=False, implementation="cell"):
+    def __init__(self, config, seed=0, jit_compile=True, unroll=False, implementation="cell"):
         errors.non_negative_int("seed", seed)
-        if jit_compile is None:
-            jit_compile = config.cell in XLA_CELLS
         keras.utils.set_random_seed(seed)
         self.config = config
         self.model = model_lib.build(config, unroll=unroll, implementation=implementation)
@@ -61,7 +55,8 @@ class Trainer:
         self.adam = TF1Adam(self.variables, config.lr)
         self.train_step = tf.function(self._train_step, jit_compile=jit_compile)
         self.train_steps = tf.function(self._train_steps, jit_compile=jit_compile)
-        self.predict = tf.function(self._predict, jit_compile=jit_compile)
+        # Once an epoch: not worth an XLA compile.
+        self.predict = tf.function(self._predict)
 
     def gradients(self, inputs, labels):
         with tf.GradientTape() as tape:
@@ -143,7 +138,7 @@ def batch_orders(seed, num_examples, steps_per_epoch, batch_size):
 
 
 def fit(config, dataset, seed=0, *, logdir=None, log=print, log_every=LOG_EVERY, progress=None,
-        stop_on_nonfinite=True, jit_compile=None, unroll=False, trainer=None):
+        stop_on_nonfinite=True, jit_compile=True, unroll=False, trainer=None):
     """Train config on dataset with the given seed; returns a Run.
 
     Prints the tutorial's lines, ``[trn] ep E, step S, loss L, accu A, sec/iter T`` every
