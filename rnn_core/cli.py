@@ -75,6 +75,24 @@ def calibrate(args):
     return 0
 
 
+def table(args):
+    from pathlib import Path
+    import json
+    for path in args.results:
+        errors.require(Path(path).is_file(), "results", "existing results.json or benchmark JSON files", path)
+    from rnn_core import report
+    merged = report.cross_version(args.results)
+    text = report.cross_version_markdown(merged)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "crossversion.json").write_text(json.dumps(merged, indent=1) + "\n")
+        (out / "crossversion.md").write_text(text)
+        print(f"wrote {out}/crossversion.json, crossversion.md")
+    return 0
+
+
 def _seeds(text):
     """'0-4' or '0,3,7' -> [0, 1, 2, 3, 4] / [0, 3, 7]."""
     try:
@@ -156,4 +174,9 @@ def _parser():
     p.add_argument("--fixes", action="store_true", help="also the NaN fix matrix and the exploding-gradient runs")
     p.add_argument("--table", type=Path, default=None, help="output JSON (default: the package's calibration.json)")
     p.set_defaults(command=calibrate)
+
+    p = sub.add_parser("table", help="merge per-environment results (tox) into a cross-version table")
+    p.add_argument("results", nargs="+", help="results.json files (pytest --rnn-results) and benchmark JSON files")
+    p.add_argument("--out", help="also write crossversion.json and crossversion.md here")
+    p.set_defaults(command=table)
     return parser

@@ -20,6 +20,8 @@ class MnistRnn(keras.layers.Layer):
         self.logits = keras.layers.Dense(NUM_CLASSES, name="logits")
 
     def call(self, inputs, sequence_length=None, training=False):
+        if tf.executing_eagerly():  # concrete values: check them before TensorFlow's own errors
+            check_inputs(inputs, sequence_length)
         # A masked step carries the previous output forward, so the RNN's output is the last valid one.
         mask = None if sequence_length is None else tf.sequence_mask(sequence_length, tf.shape(inputs)[1])
         return self.logits(self.rnn(inputs, mask=mask, training=training))
@@ -52,6 +54,17 @@ def loss_and_accuracy(logits, labels):
     loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
     correct = tf.cast(tf.equal(tf.argmax(logits, 1, output_type=labels.dtype), labels), tf.float32)
     return loss, tf.reduce_mean(correct)
+
+
+def check_inputs(inputs, sequence_length=None):
+    """Raise a one-line UsageError unless inputs are finite (N, T, 28) and lengths lie in [1, T]."""
+    x = np.asarray(inputs)
+    if x.ndim != 3 or x.shape[2] != COLS:
+        raise errors.UsageError(f"inputs must have shape (batch, steps, {COLS}), got {x.shape}")
+    if not np.isfinite(x).all():
+        raise errors.UsageError(f"inputs must be finite, got {int((~np.isfinite(x)).sum())} NaN/Inf values")
+    if sequence_length is not None:
+        check_sequence_length(sequence_length, x.shape[0], x.shape[1])
 
 
 def check_sequence_length(sequence_length, batch, steps=ROWS):

@@ -101,3 +101,51 @@ def _processor():
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def cross_version(paths):
+    """Merge per-environment results.json files (and pytest-benchmark JSON files) into one table.
+
+    Rows are configurations, columns environments (TensorFlow and Keras versions). A cell holds the
+    run's test accuracy and its ms/iter: the pytest-benchmark median of the default train step when a
+    benchmark file for that environment is given, else the trainer's own median sec/iter.
+    """
+    columns, cells = [], {}
+    for path in paths:
+        doc = json.loads(Path(path).read_text())
+        if doc.get("schema") == SCHEMA:
+            env = doc["environment"]
+            column = f"TF {env['tensorflow']} / Keras {env['keras']}"
+            columns.append(column) if column not in columns else None
+            for run in doc["runs"]:
+                cell = cells.setdefault(run["config"], {}).setdefault(column, {})
+                cell.update({"test_accuracy": run["final"]["test_accuracy"], "steps": run["epochs"][-1]["step"]
+                             if run["epochs"] else 0, "nonfinite": run["nonfinite"] is not None,
+                             "ms_per_iter": _scaled(sec_per_iter(run))})
+        elif "benchmarks" in doc:
+            info = doc["machine_info"]
+            column = f"TF {info.get('tensorflow')} / Keras {info.get('keras')}"
+            columns.append(column) if column not in columns else None
+            for bench in doc["benchmarks"]:
+                params = bench.get("params") or {}
+                if bench["name"].startswith("test_train_step") and params.get("implementation") == "cell_xla":
+                    cells.setdefault(params["name"], {}).setdefault(column, {})["ms_per_iter"] = \
+                        bench["stats"]["median"] * 1e3
+    return {"schema": "rnn_core.crossversion/1", "columns": columns, "rows": cells}
+
+
+def cross_version_markdown(table):
+    columns = table["columns"]
+    lines = ["| config | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for config, row in table["rows"].items():
+        entries = []
+        for column in columns:
+            cell = row.get(column, {})
+            accuracy = "NaN" if cell.get("nonfinite") else _num(cell.get("test_accuracy"))
+            entries.append(f"{accuracy} @ {cell.get('steps', '-')} steps, {_num(cell.get('ms_per_iter'), 1, 2)} ms")
+        lines.append(f"| {config} | " + " | ".join(entries) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _scaled(seconds):
+    return None if seconds is None else seconds * 1e3
