@@ -3,8 +3,9 @@
 SimpleRNN, LSTM and GRU(reset_after=False) compute exactly BasicRNNCell, BasicLSTMCell and
 GRUCell once TF1's concatenated kernel is split into kernel and recurrent kernel, the gates are
 reordered (TF1 LSTM i,j,f,o -> Keras i,f,c,o; TF1 GRU r,u -> Keras z=u,r,h) and BasicLSTMCell's
-constant forget_bias is folded into the forget-gate bias. On a GPU these are the cuDNN kernels
-(GRU needs reset_after=True for cuDNN, which is different math, so the GRU stays generic).
+constant forget_bias is folded into the forget-gate bias. On a GPU the LSTM runs cuDNN's kernel;
+SimpleRNN has none, and GRU's needs reset_after=True, which is different math, so those two stay
+Keras' generic loop.
 """
 import numpy as np
 
