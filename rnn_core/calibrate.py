@@ -138,6 +138,21 @@ def fixes(dataset, seeds, epochs=FIX_EPOCHS, log=print):
                           "diverged_loss": numerics.DIVERGED_LOSS, "remedies": exploding}}
 
 
+def validate(seeds, marker="quick", log=print):
+    """Run ``pytest -m marker --rnn-seed S`` for each seed (from the repository root): the bounds must
+    hold for seeds calibration never saw. Returns {seed: pytest's summary line}."""
+    import subprocess
+    import sys
+    results = {}
+    for seed in seeds:
+        done = subprocess.run([sys.executable, "-m", "pytest", "-m", marker, "-q", "-p", "no:cacheprovider",
+                               f"--rnn-seed={seed}"], capture_output=True, text=True)
+        lines = done.stdout.strip().splitlines()
+        results[str(seed)] = {"exit": done.returncode, "summary": lines[-1] if lines else done.stderr[-200:]}
+        log(f"validate {marker} seed {seed}: {results[str(seed)]}")
+    return {"marker": marker, "seeds": results}
+
+
 def load(path=TABLE):
     return json.loads(Path(path).read_text())
 
@@ -151,6 +166,8 @@ def write(doc, path=TABLE):
     entry.update({k: doc[k] for k in ("versions", "seeds", "margin_sd")})
     entry["tiers"].update(doc.get("tiers", {}))
     entry.setdefault("fixes", {}).update(doc.get("fixes", {}))
+    if "validation" in doc:
+        entry["validation"] = doc["validation"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(table, indent=1) + "\n")
     path.with_suffix(".md").write_text(markdown(table))
@@ -165,6 +182,11 @@ def markdown(table):
         v = entry["versions"]
         lines += [f"## {key}: TensorFlow {v['tensorflow']}, Keras {v['keras']}, NumPy {v['numpy']}; "
                   f"seeds {entry['seeds']}", ""]
+        if "validation" in entry:
+            lines += [f"Validation, `pytest -m {entry['validation']['marker']} --rnn-seed S` on seeds calibration "
+                      "never saw:", "", "| seed | exit | pytest |", "|---|---|---|"]
+            lines += [f"| {seed} | {r['exit']} | {r['summary']} |" for seed, r in entry["validation"]["seeds"].items()]
+            lines.append("")
         for tier, section in entry["tiers"].items():
             lines += [f"### {tier}: {section['dataset']}, {section['epochs']} epochs", "",
                       "| config | metric | mean | sd | min | max | bound |", "|---|---|---|---|---|---|---|"]

@@ -65,6 +65,14 @@ def calibrate(args):
     from rnn_core import calibrate as calibration
     for tier in args.tiers:
         errors.choice("tier", tier, list(calibration.TIERS))
+    if args.validate:
+        from rnn_core.compat import KERAS_MAJOR, versions
+        doc = {"keras_major": KERAS_MAJOR, "versions": versions(), "seeds": args.seeds,
+               "margin_sd": calibration.MARGIN_SD, "validation": calibration.validate(args.validate)}
+        table = args.table or calibration.TABLE
+        calibration.write(doc, table)
+        print(f"wrote {table} and {table.with_suffix('.md')}")
+        return 0
     doc = calibration.calibrate(args.tiers, args.seeds, lambda name: data.load(name, args.data_dir))
     if args.fixes:
         dataset = data.load(calibration.TIERS["quick"].dataset, args.data_dir)
@@ -173,6 +181,8 @@ def _parser():
     p.add_argument("--seeds", type=_seeds, default=list(range(5)), help="seeds (default: 0-4)")
     p.add_argument("--fixes", action="store_true", help="also the NaN fix matrix and the exploding-gradient runs")
     p.add_argument("--table", type=Path, default=None, help="output JSON (default: the package's calibration.json)")
+    p.add_argument("--validate", type=_seeds, metavar="SEEDS",
+                   help="instead: run pytest -m quick --rnn-seed S for these seeds and record the outcomes")
     p.set_defaults(command=calibrate)
 
     p = sub.add_parser("table", help="merge per-environment results (tox) into a cross-version table")
