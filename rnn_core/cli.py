@@ -48,16 +48,7 @@ def diagnose(args):
     run, origin = numerics.diagnose(config, dataset, args.seed, epochs=args.epochs)
     rows = [] if args.no_fixes else numerics.fix_matrix(dataset, args.seeds, args.epochs, base=args.config)
     doc = numerics.diagnosis(config, dataset, run, origin, rows)
-    text = numerics.diagnosis_markdown(doc)
-    print(text)
-    if args.out:
-        from pathlib import Path
-        import json
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "diagnosis.json").write_text(json.dumps(doc, indent=1) + "\n")
-        (out / "diagnosis.md").write_text(text)
-        print(f"wrote {out}/diagnosis.json, diagnosis.md")
+    _emit(doc, numerics.diagnosis_markdown(doc), args.out, "diagnosis")
     return 0
 
 
@@ -69,11 +60,8 @@ def calibrate(args):
         from rnn_core.compat import KERAS_MAJOR, versions
         doc = {"keras_major": KERAS_MAJOR, "versions": versions(), "seeds": args.seeds,
                "margin_sd": calibration.MARGIN_SD, "validation": calibration.validate(args.validate)}
-        table = args.table or calibration.TABLE
-        calibration.write(doc, table)
-        print(f"wrote {table} and {table.with_suffix('.md')}")
-        return 0
-    doc = calibration.calibrate(args.tiers, args.seeds, lambda name: data.load(name, args.data_dir))
+    else:
+        doc = calibration.calibrate(args.tiers, args.seeds, lambda name: data.load(name, args.data_dir))
     if args.fixes:
         dataset = data.load(calibration.TIERS["quick"].dataset, args.data_dir)
         doc["fixes"] = {dataset.name: calibration.fixes(dataset, args.seeds)}
@@ -85,20 +73,25 @@ def calibrate(args):
 
 def table(args):
     from pathlib import Path
-    import json
     for path in args.results:
         errors.require(Path(path).is_file(), "results", "existing results.json or benchmark JSON files", path)
     from rnn_core import report
     merged = report.cross_version(args.results)
-    text = report.cross_version_markdown(merged)
-    print(text)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "crossversion.json").write_text(json.dumps(merged, indent=1) + "\n")
-        (out / "crossversion.md").write_text(text)
-        print(f"wrote {out}/crossversion.json, crossversion.md")
+    _emit(merged, report.cross_version_markdown(merged), args.out, "crossversion")
     return 0
+
+
+def _emit(doc, text, out, stem):
+    """Print the markdown; with out, also write out/stem.json and out/stem.md."""
+    print(text)
+    if out:
+        from pathlib import Path
+        import json
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{stem}.json").write_text(json.dumps(doc, indent=1) + "\n")
+        (out / f"{stem}.md").write_text(text)
+        print(f"wrote {out}/{stem}.json, {stem}.md")
 
 
 def _seeds(text):
