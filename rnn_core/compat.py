@@ -7,7 +7,8 @@ TF < 2.16 bundles Keras 2 as ``tf.keras``; TF >= 2.16 uses Keras 3 (``import ker
 import importlib
 import os
 
-import tensorflow as tf
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ info lines would bury the tutorial's log lines
+import tensorflow as tf  # noqa: E402
 
 TF_VERSION = tuple(int(p) for p in tf.__version__.split(".")[:2])
 
