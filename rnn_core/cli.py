@@ -169,8 +169,8 @@ def _parser():
 
     from pathlib import Path
     p = sub.add_parser("calibrate", parents=[common], help="train every config on N seeds; write the bounds table")
-    p.add_argument("--tiers", type=lambda t: t.split(","), default=["quick", "default"],
-                   help="comma-separated tiers: quick, default, slow (default: quick,default)")
+    p.add_argument("--tiers", type=lambda t: [] if t == "none" else t.split(","), default=["quick", "default"],
+                   help="comma-separated tiers: quick, default, slow, or none (default: quick,default)")
     p.add_argument("--seeds", type=_seeds, default=list(range(5)), help="seeds (default: 0-4)")
     p.add_argument("--fixes", action="store_true", help="also the NaN fix matrix and the exploding-gradient runs")
     p.add_argument("--table", type=Path, default=None, help="output JSON (default: the package's calibration.json)")

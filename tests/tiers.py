@@ -28,3 +28,11 @@ def section(tier, dataset):
 def published_lower(name):
     """The tutorial's min-batch accuracy less PUBLISHED_MARGIN: the bound on full MNIST."""
     return PUBLISHED[name]["test_min_batch_accuracy"] - PUBLISHED_MARGIN
+
+
+def signed(names):
+    """over(names), keeping each (tier, name) whose calibrated difference has a sign (bound excludes 0)."""
+    from rnn_core.compat import KERAS_MAJOR
+    tiers = calibrate.load()["keras"].get(f"keras{KERAS_MAJOR}", {}).get("tiers", {})
+    return [param for param in over(names) if param.values[0] in tiers
+            and "no sign" not in calibrate.sign(tiers[param.values[0]]["claims"][param.values[1]])]
