@@ -134,10 +134,10 @@ def fixes(dataset, seeds, epochs=FIX_EPOCHS, log=print):
     for name in numerics.EXPLODING_REMEDIES:
         runs = [train.fit(numerics.exploding(name).replace(epochs=EXPLODING_EPOCHS), dataset, s, log=None)
                 for s in seeds]
-        exploding[name] = {"max_loss": stats([float(np.nanmax(r.steps["loss"])) for r in runs]),
-                           "max_grad_norm": stats([float(np.nanmax(r.steps["grad_norm"])) for r in runs]),
-                           "nonfinite_runs": sum(r.nonfinite is not None for r in runs)}
-        log(f"{dataset.name} exploding {name}: {exploding[name]['max_loss']}")
+        peaks = [numerics.peak_loss(r) for r in runs]
+        exploding[name] = {"peak_loss": peaks, "diverged": [p > numerics.DIVERGED_LOSS for p in peaks],
+                           "max_grad_norm": stats([float(np.nanmax(r.steps["grad_norm"])) for r in runs])}
+        log(f"{dataset.name} exploding {name}: peak losses {[round(p, 2) for p in peaks]}")
     return {"dataset": dataset.name, "epochs": epochs, "seeds": list(seeds), "remedies": rows, "origins": origins,
             "exploding": {"config": numerics.EXPLODING.name, "epochs": EXPLODING_EPOCHS,
                           "diverged_loss": numerics.DIVERGED_LOSS, "remedies": exploding}}
@@ -243,9 +243,10 @@ def fix_table_markdown(table):
     exploding = table["exploding"]
     lines += [f"### Exploding gradients: {exploding['config']}, {exploding['epochs']} epochs "
               f"(diverged: a step loss above {exploding['diverged_loss']:.1f})", "",
-              "| remedy | peak loss (min-max over seeds) | peak gradient norm (min-max) | non-finite runs |",
+              "| remedy | diverged runs | peak loss per seed | peak gradient norm (min-max) |",
               "|---|---|---|---|"]
     for name, r in exploding["remedies"].items():
-        lines.append(f"| {name} | {r['max_loss']['min']:.3g}-{r['max_loss']['max']:.3g} | "
-                     f"{r['max_grad_norm']['min']:.3g}-{r['max_grad_norm']['max']:.3g} | {r['nonfinite_runs']} |")
+        lines.append(f"| {name} | {sum(r['diverged'])}/{len(r['diverged'])} | "
+                     f"{', '.join(f'{p:.3g}' for p in r['peak_loss'])} | "
+                     f"{r['max_grad_norm']['min']:.3g}-{r['max_grad_norm']['max']:.3g} |")
     return lines + [""]

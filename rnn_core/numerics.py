@@ -48,6 +48,11 @@ def exploding(name):
     return EXPLODING.replace(name=f"{EXPLODING.name}+{name}", **EXPLODING_REMEDIES[name])
 
 
+def peak_loss(run):
+    """The highest step loss of a run; infinite if it went non-finite."""
+    return math.inf if run.nonfinite else float(max(run.steps["loss"]))
+
+
 def remedy(name, base="ln_lstm"):
     """ln_lstm (or base) with the named remedy applied, named 'ln_lstm+remedy'."""
     config = configs.get(base)

@@ -121,14 +121,17 @@ def test_remedy_outcome(name, datasets, tier_dataset, seed, fix_table):
 
 @pytest.mark.parametrize("name", list(numerics.EXPLODING_REMEDIES))
 def test_exploding_gradients(name, datasets, tier_dataset, seed, fix_table):
-    """The divergence lr and clipping are meant for: a ReLU RNN at lr 0.1 (a step loss past 2 ln 10)."""
-    measured = fix_table["exploding"]["remedies"][name]["max_loss"]
-    threshold = fix_table["exploding"]["diverged_loss"]
-    run = train.fit(numerics.exploding(name).replace(epochs=fix_table["exploding"]["epochs"]),
-                    datasets(tier_dataset("quick")), seed, log=None)
-    peak = max(run.steps["loss"])
-    if measured["min"] > threshold:
-        assert peak > threshold, EXPLODING_WHY[name]
+    """The divergence lr and clipping are meant for: a ReLU RNN at lr 0.1 (a step loss past 2 ln 10).
+
+    Whether a given seed explodes within the budget is chance, so the claim is over five seeds
+    (--rnn-seed and the four after it): a remedy calibration saw prevent it on every seed must
+    prevent it on all five; one that failed on most seeds must fail on most (at least three)."""
+    calibrated = fix_table["exploding"]["remedies"][name]["diverged"]
+    runs = [train.fit(numerics.exploding(name).replace(epochs=fix_table["exploding"]["epochs"]),
+                      datasets(tier_dataset("quick")), s, log=None) for s in range(seed, seed + 5)]
+    diverged = sum(numerics.peak_loss(r) > fix_table["exploding"]["diverged_loss"] for r in runs)
+    if not any(calibrated):
+        assert diverged == 0, EXPLODING_WHY[name]
     else:
-        assert measured["max"] < threshold, f"calibration seeds disagree for {name}: {measured}"
-        assert peak < threshold, EXPLODING_WHY[name]
+        assert sum(calibrated) > len(calibrated) / 2, f"calibration is split for {name}: {calibrated}"
+        assert diverged >= 3, EXPLODING_WHY[name]
