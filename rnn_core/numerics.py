@@ -108,7 +108,7 @@ def first_step_finite(config, dataset, seed=0):
 
 
 def trace(trainer, inputs, labels):
-    """Replay one step eagerly, recording every layer-norm call: [(name, row, z, out)], loss, tape."""
+    """Replay one step eagerly, recording every layer-norm call ({name, row, z, out}); the loss; the tape."""
     cell = trainer.model.rnn.cell
     calls, normalize = [], cell.normalize
     rows = iter(range(10 ** 9))
@@ -130,8 +130,11 @@ def trace(trainer, inputs, labels):
 
 
 def locate(trainer, inputs, labels, step):
-    """The Origin of the first non-finite value in this step, or None if the step is finite."""
+    """The Origin of the first non-finite value in this step's layer norms; None if the step is finite
+    or the cell has no layer norm."""
     cell = trainer.model.rnn.cell
+    if not getattr(cell, "layer_norm", False):
+        return None
     calls, loss, tape = trace(trainer, inputs, labels)
     for call in calls:
         if not np.isfinite(call["out"].numpy()).all():
