@@ -26,19 +26,29 @@ def layer_for(cell_name, cell):
     raise ValueError(f"cell must be one of {', '.join(FUSABLE)} for a fused layer, got {cell_name!r}")
 
 
-def copy_weights(cell_name, cell, layer):
-    """Load the TF1 cell's weights into the equivalent Keras layer."""
-    n = cell.num_units
+def to_fused(cell_name, num_units, arrays, forget_bias=0.0):
+    """Arrays in the cell's layout (its trainable_weights order) -> the fused layer's weight list.
+
+    The map is linear but for BasicLSTMCell's forget_bias, which weights get and gradients do not
+    (pass forget_bias=0 for gradients), so one function serves weights and their gradients.
+    """
+    n = num_units
     if cell_name == "basic_rnn":
-        kernel, bias = cell.kernel.numpy(), cell.bias.numpy()
-        layer.set_weights([kernel[:-n], kernel[-n:], bias])
+        kernel, bias = arrays
     elif cell_name == "basic_lstm":
         order = lambda a: np.concatenate([np.split(a, 4, axis=-1)[k] for k in (0, 2, 1, 3)], axis=-1)  # i,f,j,o
-        kernel, bias = order(cell.kernel.numpy()), order(cell.bias.numpy())
-        bias[n:2 * n] += cell.forget_bias
-        layer.set_weights([kernel[:-n], kernel[-n:], bias])
+        kernel, bias = order(arrays[0]), order(arrays[1]).copy()
+        bias[n:2 * n] += forget_bias
     else:
-        r, u = np.split(cell.gate_kernel.numpy(), 2, axis=-1)
-        kernel = np.concatenate([u, r, cell.candidate_kernel.numpy()], axis=-1)
-        b_r, b_u = np.split(cell.gate_bias.numpy(), 2)
-        layer.set_weights([kernel[:-n], kernel[-n:], np.concatenate([b_u, b_r, cell.candidate_bias.numpy()])])
+        gate_kernel, gate_bias, candidate_kernel, candidate_bias = arrays
+        r, u = np.split(gate_kernel, 2, axis=-1)
+        b_r, b_u = np.split(gate_bias, 2)
+        kernel = np.concatenate([u, r, candidate_kernel], axis=-1)
+        bias = np.concatenate([b_u, b_r, candidate_bias])
+    return [kernel[:-n], kernel[-n:], bias]
+
+
+def copy_weights(cell_name, cell, layer):
+    """Load the TF1 cell's weights into the equivalent Keras layer."""
+    arrays = [w.numpy() for w in cell.trainable_weights]
+    layer.set_weights(to_fused(cell_name, cell.num_units, arrays, getattr(cell, "forget_bias", 0.0)))

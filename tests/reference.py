@@ -1,0 +1,100 @@
+"""The eager cell loop on the CPU as the numerical reference for every other implementation.
+
+Equivalence tests assert against it, and each benchmark checks its implementation against it
+before timing anything, as PyTorch's fastrnns does.
+"""
+import numpy as np
+
+from rnn_core import configs, data, fused, train
+from rnn_core.compat import tf
+
+# (jit_compile, model implementation) of each way the suite runs a configuration.
+IMPLEMENTATIONS = {"cell": (False, "cell"), "cell_xla": (True, "cell"), "fused": (False, "fused")}
+# Normwise: max |difference| <= TOLERANCE x max |reference|, per tensor. Measured over 3 batches
+# (python tests/reference.py): at most 5.5e-7 for the fused layers and XLA, so 1e-5 still catches a
+# wrong gate order, a lost forget_bias or a dropped mask, which move results by 1e-2 or more.
+# Layer-norm cells measured 7.5e-3 (ln_lstm_fixed under XLA): a state equal across units, as
+# norm_shift makes it after blank rows, is normalized to its rounding noise times gamma/sqrt(1e-12),
+# so the summation order of the mean shows. Their bound is 5e-2: they are checked to be the same
+# function, not to be well conditioned.
+TOLERANCE = 1e-5
+LAYER_NORM_TOLERANCE = 5e-2
+
+
+def cases(implementations=tuple(IMPLEMENTATIONS)):
+    """(config name, implementation) pairs that exist: fused only where Keras has the cell's math."""
+    return [(name, impl) for name, config in configs.CONFIGS.items() for impl in implementations
+            if impl != "fused" or config.cell in fused.FUSABLE]
+
+
+def batch(size=128, seed=0):
+    """size real mnist-5k test digits, as constant tensors, and per-example lengths covering [1, 28]."""
+    images = data.load("mnist-5k")
+    pick = np.random.RandomState(seed).choice(len(images.test_y), size, replace=False)
+    lengths = np.resize(np.arange(data.ROWS, 0, -1, dtype=np.int32), size)
+    return tf.constant(images.test_x[pick]), tf.constant(images.test_y[pick]), tf.constant(lengths)
+
+
+def trainer(name, implementation, seed=0):
+    """A Trainer of the configuration in that implementation; the same seed gives the same weights in all."""
+    jit_compile, model = IMPLEMENTATIONS[implementation]
+    return train.Trainer(configs.get(name), seed, jit_compile=jit_compile, implementation=model)
+
+
+def outputs(trainer_, x, y, lengths=None, jit_compile=None):
+    """(logits, loss, gradients) of trainer_'s model: eager when jit_compile is None, else a tf.function."""
+
+    def forward_backward(x, y, lengths):
+        with tf.GradientTape() as tape:
+            logits = trainer_.model(x, sequence_length=lengths, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+        return logits, loss, tape.gradient(loss, trainer_.variables)
+
+    run = forward_backward if jit_compile is None else tf.function(forward_backward, jit_compile=jit_compile)
+    logits, loss, grads = run(x, y, lengths)
+    return logits.numpy(), loss.numpy(), [g.numpy() for g in grads]
+
+
+def expected(name, implementation, x, y, lengths=None, seed=0):
+    """The reference's logits, loss and gradients, laid out as the implementation holds its weights."""
+    with tf.device("/CPU:0"):
+        logits, loss, grads = outputs(trainer(name, "cell", seed), x, y, lengths)
+    if IMPLEMENTATIONS[implementation][1] == "fused":
+        config = configs.get(name)
+        grads = fused.to_fused(config.cell, config.num_units, grads[:-2]) + grads[-2:]
+    return logits, loss, grads
+
+
+def assert_matches(name, implementation, trainer_, x, y, lengths=None):
+    """The implementation's logits, loss and every gradient equal the eager cell loop's."""
+    want = expected(name, implementation, x, y, lengths)
+    got = outputs(trainer_, x, y, lengths, jit_compile=IMPLEMENTATIONS[implementation][0])
+    tolerance = LAYER_NORM_TOLERANCE if configs.get(name).cell == "layer_norm_lstm" else TOLERANCE
+    labels = ["logits", "loss", *(f"gradient of {v}" for v in trainer_.variable_names)]
+    for label, a, b in zip(labels, [*got[:2], *got[2]], [*want[:2], *want[2]]):
+        error = normwise_error(a, b, f"{name} {implementation}: {label}")
+        assert error <= tolerance, f"{name} {implementation}: {label} differs by {error:.3g} > {tolerance:g} normwise"
+
+
+def normwise_error(actual, desired, what):
+    """max |actual - desired| / max |desired| over the finite entries, which must be the same in both."""
+    actual, desired = np.asarray(actual), np.asarray(desired)
+    finite = np.isfinite(desired)
+    assert (np.isfinite(actual) == finite).all(), f"{what}: non-finite values in different places"
+    if not finite.any():
+        return 0.0
+    scale = np.abs(desired[finite]).max()
+    return float(np.abs(actual[finite] - desired[finite]).max() / scale) if scale else 0.0
+
+
+if __name__ == "__main__":  # the measurement behind TOLERANCE and LAYER_NORM_TOLERANCE
+    for implementation in ("fused", "cell_xla"):
+        for name, _ in cases([implementation]):
+            trainer_, worst = trainer(name, implementation), 0.0
+            for seed in range(3):
+                x, y, lengths = batch(16, seed)
+                want = expected(name, implementation, x, y, lengths)
+                got = outputs(trainer_, x, y, lengths, IMPLEMENTATIONS[implementation][0])
+                worst = max([worst] + [normwise_error(a, b, name) for a, b in
+                                       zip([*got[:2], *got[2]], [*want[:2], *want[2]])])
+            print(f"{implementation:9s} {name:14s} worst normwise error over 3 batches: {worst:.2e}")
