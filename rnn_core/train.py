@@ -6,6 +6,7 @@ NaN/Inf with ``is_finite`` reductions, which XLA compiles (``check_numerics`` do
 inside ``jit_compile``), and brings the flags back to the host, so a non-finite run stops at the
 step where it happened, with the weights from before it and the variables that went bad.
 """
+import functools
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -53,10 +54,12 @@ class Trainer:
         self.variables = list(self.model.trainable_variables)
         self.variable_names = [variable_name(v) for v in self.variables]
         self.adam = TF1Adam(self.variables, config.lr)
-        self.train_step = tf.function(self._train_step, jit_compile=jit_compile)
-        self.train_steps = tf.function(self._train_steps, jit_compile=jit_compile)
+        # partial: TF counts retraces per Python function code, so bound methods of many Trainers
+        # (one per configuration in compare) would warn of "excessive retracing"; a partial is its own key.
+        self.train_step = tf.function(functools.partial(self._train_step), jit_compile=jit_compile)
+        self.train_steps = tf.function(functools.partial(self._train_steps), jit_compile=jit_compile)
         # Once an epoch: not worth an XLA compile.
-        self.predict = tf.function(self._predict)
+        self.predict = tf.function(functools.partial(self._predict))
 
     def gradients(self, inputs, labels):
         with tf.GradientTape() as tape:
