@@ -6,6 +6,7 @@ shared. Seeds are pinned: 0 unless ``--rnn-seed`` says otherwise.
 """
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,39 @@ def pytest_addoption(parser):
                     help="dataset for the learning claims instead of the tier's (mnist-5k, mnist, fashion-mnist)")
     group.addoption("--rnn-results", default=None,
                     help="write the session's trained runs to this results.json (tox collects one per env)")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's own pytest_configure opens its storage
+def pytest_configure(config):
+    """Benchmark storage per hardware: pytest-benchmark's machine id names the OS and Python, not the
+    CPU or GPU, so without this a GPU run would be compared with a laptop's."""
+    config.rnn_benchmark_floors, config.rnn_benchmark_rows = {}, []
+    if getattr(config.option, "benchmark_storage", None) == "file://./.benchmarks":
+        from rnn_core import report
+        hardware = "_".join([report.processor(), *report.gpu_names()] or ["cpu"])
+        config.option.benchmark_storage = f"file://./.benchmarks/{re.sub(r'[^A-Za-z0-9.]+', '-', hardware).strip('-')}"
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    from rnn_core import report
+    from rnn_core.compat import versions
+    machine_info.update(versions(), cpu_model=report.processor(), gpus=report.gpu_names())
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Each timed step beside its matmul floor: the benchmarks' extra_info as one table."""
+    rows = config.rnn_benchmark_rows
+    if not rows:
+        return
+    write = terminalreporter.write_line
+    write("")
+    write("| step | config | implementation | device | median ms | floor ms | x floor |")
+    write("|---|---|---|---|---|---|---|")
+    for step, name, implementation, device, median, floor in rows:
+        ratio = f"{median / floor:.2f}" if floor else "-"
+        floor_ms = f"{floor * 1e3:.3f}" if floor else "-"
+        write(f"| {step} | {name} | {implementation} | {device.strip('/').split(':')[0].lower()} | {median * 1e3:.3f} "
+              f"| {floor_ms} | {ratio} |")
 
 
 def pytest_collection_modifyitems(config, items):

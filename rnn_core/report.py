@@ -17,7 +17,7 @@ def environment():
     from rnn_core.compat import tf, versions
     gpus = tf.config.list_physical_devices("GPU")
     return {**versions(), "python": platform.python_version(), "device": "GPU" if gpus else "CPU",
-            "processor": _processor(), "threads": os.cpu_count()}
+            "processor": processor(), "threads": os.cpu_count()}
 
 
 def results(runs, dataset):
@@ -93,7 +93,8 @@ def _num(value, scale=1.0, digits=3):
     return "-" if value is None or value != value else f"{value * scale:.{digits}f}"
 
 
-def _processor():
+def processor():
+    """The CPU's model name."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -101,6 +102,16 @@ def _processor():
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def gpu_names():
+    """The GPUs' model names as nvidia-smi reports them, without importing TensorFlow; [] if none."""
+    import shutil
+    import subprocess
+    if not shutil.which("nvidia-smi"):
+        return []
+    done = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()] if done.returncode == 0 else []
 
 
 def cross_version(paths):
