@@ -139,7 +139,8 @@ def cross_version(paths):
             columns.append(column) if column not in columns else None
             for bench in doc["benchmarks"]:
                 params = bench.get("params") or {}
-                if bench["name"].startswith("test_train_step") and params.get("implementation") == "cell_xla":
+                if (bench["name"].startswith("test_step") and params.get("step") == "train"
+                        and params.get("implementation") == "cell_xla" and params.get("device") == "/CPU:0"):
                     cells.setdefault(params["name"], {}).setdefault(column, {})["ms_per_iter"] = \
                         bench["stats"]["median"] * 1e3
     return {"schema": "rnn_core.crossversion/1", "columns": columns, "rows": cells}

@@ -2,10 +2,13 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from rnn_core import cli
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def rnn_core(*args, cwd=None):
@@ -46,11 +49,17 @@ def test_usage_errors_do_not_import_tensorflow():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
 
-def test_compare_writes_four_outputs(tmp_path):
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """rnn-core compare --epochs 1 on mnist-5k, run once for the tests below: (out dir, finished process)."""
+    out = tmp_path_factory.mktemp("compare") / "out"
+    return out, rnn_core("compare", "--epochs", "1", "--out", str(out))
+
+
+def test_compare_writes_four_outputs(compared):
     """One epoch of the six configurations: results.json/md, curves.png, TensorBoard events; ln_lstm is the only
     non-finite run."""
-    out = tmp_path / "out"
-    result = rnn_core("compare", "--epochs", "1", "--out", str(out))
+    out, result = compared
     assert result.returncode == 0, result.stderr[-2000:]
     doc = json.loads((out / "results.json").read_text())
     assert doc["schema"] == "rnn_core.results/1"
@@ -65,6 +74,28 @@ def test_compare_writes_four_outputs(tmp_path):
     tags = tensorboard_tags(out / "tensorboard")
     assert tags["train_lstm"] == {"train accuracy", "loss"}
     assert tags["test_lstm"] == {"test accuracy", "test mean accuracy"}
+
+
+def test_table_merges_results_and_benchmarks(compared, tmp_path):
+    """rnn-core table: a row per configuration, a column per environment, accuracy from results.json and
+    ms/iter from a real pytest-benchmark file of the same environment."""
+    out, _ = compared
+    bench = tmp_path / "benchmark.json"
+    timed = subprocess.run([sys.executable, "-m", "pytest", "-m", "benchmark and not gpu", "-p", "no:cacheprovider",
+                            "-k", "train and (vanilla and cell_xla or basic_rnn)", "--benchmark-max-time=0.05",
+                            f"--benchmark-json={bench}", "-q"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert timed.returncode == 0, timed.stdout[-2000:]
+    result = rnn_core("table", str(out / "results.json"), str(bench), "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = json.loads((tmp_path / "crossversion.json").read_text())
+    environment = json.loads((out / "results.json").read_text())["environment"]
+    assert table["columns"] == [f"TF {environment['tensorflow']} / Keras {environment['keras']}"]
+    median = {b["params"]["name"]: b["stats"]["median"] for b in json.loads(bench.read_text())["benchmarks"]
+              if "name" in b["params"]}
+    vanilla = table["rows"]["vanilla"][table["columns"][0]]
+    assert vanilla["ms_per_iter"] == pytest.approx(median["vanilla"] * 1e3)
+    assert f"| vanilla | {vanilla['test_accuracy']:.3f} @ 31 steps, {median['vanilla'] * 1e3:.2f} ms |" in result.stdout
+    assert "| ln_lstm | NaN @ 1 steps" in result.stdout
 
 
 def test_diagnose_names_the_origin(tmp_path):
