@@ -47,15 +47,15 @@ def digits(device):
         return tf.identity(x), tf.identity(y)
 
 
-def record(request, benchmark, step, what, device):
-    """Keep the median for the session's table and name the floor it is measured against."""
+def record(request, benchmark, step, what, device, per=1):
+    """Keep the median (per training step, for a benchmark of `per` steps) for the session's table,
+    beside the floor of its step kind."""
     floors = request.config.rnn_benchmark_floors
-    median = benchmark.stats.stats.median
-    key = (step, what, device)
+    median = benchmark.stats.stats.median / per
     if what in MATMULS:
-        floors[key] = median
+        floors[step, what, device] = median
         return
-    floor = floors.get((step, configs.get(what[0]).cell, device))
+    floor = floors.get(("inference" if step == "inference" else "train", configs.get(what[0]).cell, device))
     benchmark.extra_info.update(ms_per_iter=median * 1e3)
     if floor:
         benchmark.extra_info.update(floor_ms=floor * 1e3, times_floor=median / floor)
@@ -108,3 +108,29 @@ def test_step(benchmark, request, device, digits, name, implementation, step):
         run()
         benchmark(run)
     record(request, benchmark, step, (name, implementation), device)
+
+
+@pytest.mark.parametrize("loop", ["while_loop", "python"])
+@pytest.mark.parametrize("name", ["vanilla", "lstm"])
+def test_epoch(benchmark, request, device, name, loop):
+    """An epoch of mnist-5k (31 steps) under XLA, per step: the trainer's one compiled call with a
+    tf.while_loop over batches, against a Python call per step, as a Keras fit loop would make."""
+    from rnn_core import data, train
+    dataset = data.load("mnist-5k")
+    with tf.device(device):
+        trainer = reference.trainer(name, "cell_xla")
+        x, y = tf.constant(dataset.train_x), tf.constant(dataset.train_y)
+        batch = trainer.config.batch_size
+        steps = len(dataset.train_y) // batch
+        order = next(train.batch_orders(0, len(dataset.train_y), steps, batch))
+        apply_nonfinite = tf.constant(False)
+        if loop == "while_loop":
+            run = lambda: trainer.train_steps(x, y, tf.constant(order), tf.constant(steps), apply_nonfinite)[1].numpy()
+        else:
+            batches = [(tf.gather(x, order[i * batch:(i + 1) * batch]), tf.gather(y, order[i * batch:(i + 1) * batch]))
+                       for i in range(steps)]
+            run = lambda: [trainer.train_step(bx, by, apply_nonfinite)[3].numpy() for bx, by in batches]
+        run()
+        benchmark(run)
+    benchmark.extra_info.update(steps=steps)
+    record(request, benchmark, f"epoch/{steps}, {loop}", (name, "cell_xla"), device, per=steps)
