@@ -190,8 +190,11 @@ def write(doc, path=TABLE):
 
 def markdown(table):
     lines = ["# Calibration", "",
-             f"Regenerate: `rnn-core calibrate --tiers quick,default,slow --seeds 0-4`. Margin rule: lower bound = "
-             f"min - {MARGIN_SD:g} sd, upper bound = max + {MARGIN_SD:g} sd, over the seeds below.", ""]
+             "Regenerate (Keras 3): `rnn-core calibrate --tiers quick,default,slow --fixes`; (Keras 2, TF 2.15): "
+             "`tox -e tf215 --notest && .tox/tf215/bin/rnn-core calibrate --tiers quick,default --fixes --table "
+             "rnn_core/calibration/calibration.json`. Each Keras major has its own section: seeded values differ "
+             f"between them. Margin rule: lower bound = min - {MARGIN_SD:g} sd, upper bound = max + {MARGIN_SD:g} sd, "
+             "over the seeds below.", ""]
     for key, entry in sorted(table["keras"].items()):
         v = entry["versions"]
         lines += [f"## {key}: TensorFlow {v['tensorflow']}, Keras {v['keras']}, NumPy {v['numpy']}; "
