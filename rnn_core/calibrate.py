@@ -5,12 +5,19 @@
 result never depends on how many epochs follow, so one run per (configuration, seed, dataset)
 at the longest budget gives every shorter tier's numbers exactly.
 
-Margin rule (the only one): a lower bound is ``min - 2 * sd`` over the calibrated seeds, an upper
-bound ``max + 2 * sd``: a new seed must fall two standard deviations outside everything
-calibration saw before a test fails. A claim whose bound would not support it is not asserted.
+Margin rule (the only one): a lower bound is ``min - 2 * sd_below`` over the calibrated seeds, an
+upper bound ``max + 2 * sd_above``: a new seed must fall two standard deviations outside everything
+calibration saw before a test fails. Each side's sd is measured on that side of the mean (its squared
+deviations, doubled, as if mirrored): a seed far on a claim's good side (vanilla stuck at 0.61 makes
+"lstm beats vanilla" by 0.29) says nothing about how far a new seed may fall on the other, yet it
+doubles a plain sd. On a symmetric spread both equal the plain sd. A claim whose bound would not
+support it is not asserted.
 """
 import json
+import math
+import multiprocessing
 import statistics
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,40 +61,61 @@ TIERS = {
 
 def stats(values):
     values = [v for v in values if v is not None]
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": statistics.fmean(values), "sd": sd, "min": min(values), "max": max(values), "n": len(values),
-            "lower": min(values) - MARGIN_SD * sd, "upper": max(values) + MARGIN_SD * sd}
+    n, mean = len(values), statistics.fmean(values)
+
+    def side_sd(side):
+        return math.sqrt(2 * sum(min(0.0, side * (v - mean)) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+
+    below, above = side_sd(1), side_sd(-1)
+    return {"values": values, "mean": mean, "sd": statistics.stdev(values) if n > 1 else 0.0, "sd_below": below,
+            "sd_above": above, "min": min(values), "max": max(values), "n": n,
+            "lower": min(values) - MARGIN_SD * below, "upper": max(values) + MARGIN_SD * above}
 
 
-def calibrate(tiers, seeds, dataset_loader, log=print):
+def _fit_seeds(config, dataset_name, data_dir, seeds):
+    from rnn_core import data
+    dataset = data.load(dataset_name, data_dir)
+    return [train.fit(config, dataset, s, log=None) for s in seeds]
+
+
+def fit_seeds(jobs, data_dir=None, workers=2, log=print):
+    """{key: [Run per seed]} for jobs {key: (config, dataset name, seeds)}, each job in a process of its own.
+
+    A process never frees an XLA program it compiled: a few hundred trainings in one process run the
+    machine out of LLVM's code mappings ("LLVM compilation error: Cannot allocate memory", then a
+    segfault). Two workers also use both cores (each trainer runs one intra-op thread)."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool:
+        futures = {pool.submit(_fit_seeds, config, name, data_dir, list(seeds)): key
+                   for key, (config, name, seeds) in jobs.items()}
+        done = {}
+        for future in as_completed(futures):
+            key, runs = futures[future], future.result()
+            done[key] = runs
+            log(f"{runs[0].dataset['name']} {runs[0].config}: test accuracy "
+                f"{[r.final['test_accuracy'] for r in runs]}, non-finite at {[r.nonfinite and r.nonfinite['step'] for r in runs]}")
+        return done
+
+
+def calibrate(tiers, seeds, data_dir=None, log=print):
     """{tier: {config: {metric: stats}, "gated_minus_vanilla": ..., "curves": ...}} over seeds."""
     from rnn_core.compat import KERAS_MAJOR, versions
     by_dataset = {}
     for name in tiers:
         by_dataset.setdefault(TIERS[name].dataset, []).append(name)
-    doc = {"schema": SCHEMA, "keras_major": KERAS_MAJOR, "versions": versions(), "seeds": list(seeds),
-           "margin_sd": MARGIN_SD, "tiers": {}}
+    doc = {"schema": SCHEMA, "keras_major": KERAS_MAJOR, "versions": versions(), "margin_sd": MARGIN_SD, "tiers": {}}
     for dataset_name, tier_names in by_dataset.items():
-        dataset = dataset_loader(dataset_name)
-        runs = {}
-        for config in (*LEARNING, "ln_lstm"):
-            budget = max(TIERS[t].budget(config) for t in tier_names)
-            for seed in seeds:
-                run = train.fit(configs.get(config).replace(epochs=budget), dataset, seed, log=None)
-                runs[config, seed] = run
-                log(f"{dataset_name} {config} seed {seed}: {run.final} nonfinite {run.nonfinite and run.nonfinite['step']}"
-                    f" ({run.wall_seconds:.1f} s)")
+        jobs = {config: (configs.get(config).replace(epochs=max(TIERS[t].budget(config) for t in tier_names)),
+                         dataset_name, seeds) for config in (*LEARNING, "ln_lstm")}
+        runs = {(config, run.seed): run for config, config_runs in fit_seeds(jobs, data_dir, log=log).items()
+                for run in config_runs}
         for tier in tier_names:
             doc["tiers"][tier] = summarize(runs, seeds, TIERS[tier])
-        doc.setdefault("runs", {})[dataset_name] = {
-            f"{config}/{seed}": {"epochs": [{m: e[m] for m in ("test_accuracy", "test_min_batch_accuracy", "train_loss")}
-                                            for e in run.epochs], "nonfinite": run.nonfinite}
-            for (config, seed), run in runs.items()}
     return doc
 
 
 def summarize(runs, seeds, tier):
-    section = {"dataset": tier.dataset, "epochs": tier.epochs, "configs": {}, "claims": {}}
+    section = {"dataset": tier.dataset, "epochs": tier.epochs, "seeds": list(seeds), "configs": {}, "claims": {}}
     for config in LEARNING:
         budget = tier.budget(config)
         epochs = [runs[config, s].epochs[budget - 1] for s in seeds]
@@ -116,28 +144,28 @@ FIX_EPOCHS = 10
 EXPLODING_EPOCHS = 5
 
 
-def fixes(dataset, seeds, epochs=FIX_EPOCHS, log=print):
+def fixes(dataset, seeds, data_dir=None, epochs=FIX_EPOCHS, log=print):
     """The NaN's fix table on dataset: each remedy's first-step outcome and its run over epochs, per seed."""
     from rnn_core import numerics
-    rows = numerics.fix_matrix(dataset, seeds, epochs)
-    for row in rows:
-        row["first_step_finite"] = [numerics.first_step_finite(numerics.remedy(row["remedy"]), dataset, s)
-                                    for s in seeds]
+    jobs = {("fix", name): (numerics.remedy(name).replace(epochs=epochs), dataset.name, seeds)
+            for name in numerics.REMEDIES}
+    jobs.update({("exploding", name): (numerics.exploding(name).replace(epochs=EXPLODING_EPOCHS), dataset.name, seeds)
+                 for name in numerics.EXPLODING_REMEDIES})
+    runs = fit_seeds(jobs, data_dir, log=log)
+    rows = []
+    for name in numerics.REMEDIES:
+        row = numerics.fix_row(name, runs["fix", name], dataset, epochs)
+        row["first_step_finite"] = [numerics.first_step_finite(numerics.remedy(name), dataset, s) for s in seeds]
+        accuracies = row.pop("accuracies")
         if row["test_accuracy"] is not None:
-            row["test_accuracy_stats"] = stats(row.pop("accuracies"))
-        else:
-            row.pop("accuracies")
-        log(f"{dataset.name} fix {row['remedy']}: {row['nonfinite_runs']}/{len(seeds)} non-finite, "
-            f"first step {row['first_nonfinite_step']}, accuracy {row['test_accuracy']}")
+            row["test_accuracy_stats"] = stats(accuracies)
+        rows.append(row)
     origins = [numerics.diagnose(configs.get("ln_lstm"), dataset, s)[1].to_dict() for s in seeds]
     exploding = {}
     for name in numerics.EXPLODING_REMEDIES:
-        runs = [train.fit(numerics.exploding(name).replace(epochs=EXPLODING_EPOCHS), dataset, s, log=None)
-                for s in seeds]
-        peaks = [numerics.peak_loss(r) for r in runs]
+        peaks = [numerics.peak_loss(r) for r in runs["exploding", name]]
         exploding[name] = {"peak_loss": peaks, "diverged": [p > numerics.DIVERGED_LOSS for p in peaks],
-                           "max_grad_norm": stats([float(np.nanmax(r.steps["grad_norm"])) for r in runs])}
-        log(f"{dataset.name} exploding {name}: peak losses {[round(p, 2) for p in peaks]}")
+                           "max_grad_norm": stats([float(np.nanmax(r.steps["grad_norm"])) for r in runs["exploding", name]])}
     return {"dataset": dataset.name, "epochs": epochs, "seeds": list(seeds), "remedies": rows, "origins": origins,
             "exploding": {"config": numerics.EXPLODING.name, "epochs": EXPLODING_EPOCHS,
                           "diverged_loss": numerics.DIVERGED_LOSS, "remedies": exploding}}
@@ -167,6 +195,12 @@ def sign(claim):
     return "no sign: not asserted"
 
 
+def seed_range(seeds):
+    """[0, 1, 2, 3] -> '0-3'; anything not a contiguous range as a list."""
+    contiguous = list(seeds) == list(range(seeds[0], seeds[0] + len(seeds)))
+    return f"{seeds[0]}-{seeds[-1]}" if contiguous and len(seeds) > 1 else ", ".join(map(str, seeds))
+
+
 def load(path=TABLE):
     return json.loads(Path(path).read_text())
 
@@ -177,7 +211,7 @@ def write(doc, path=TABLE):
     table = load(path) if path.exists() else {"schema": SCHEMA, "keras": {}}
     key = f"keras{doc['keras_major']}"
     entry = table["keras"].setdefault(key, {"tiers": {}, "fixes": {}})
-    entry.update({k: doc[k] for k in ("versions", "seeds", "margin_sd")})
+    entry.update({k: doc[k] for k in ("versions", "margin_sd")})
     entry["tiers"].update(doc.get("tiers", {}))
     entry.setdefault("fixes", {}).update(doc.get("fixes", {}))
     if "validation" in doc:
@@ -190,23 +224,25 @@ def write(doc, path=TABLE):
 
 def markdown(table):
     lines = ["# Calibration", "",
-             "Regenerate (Keras 3): `rnn-core calibrate --tiers quick,default,slow --fixes`; (Keras 2, TF 2.15): "
-             "`tox -e tf215 --notest && .tox/tf215/bin/rnn-core calibrate --tiers quick,default --fixes --table "
-             "rnn_core/calibration/calibration.json`. Each Keras major has its own section: seeded values differ "
-             f"between them. Margin rule: lower bound = min - {MARGIN_SD:g} sd, upper bound = max + {MARGIN_SD:g} sd, "
-             "over the seeds below.", ""]
+             "Regenerate (Keras 3): `rnn-core calibrate --tiers quick,default --fixes` (seeds 0-9), "
+             "`rnn-core calibrate --tiers slow --seeds 0-4`, then `rnn-core calibrate --validate 10-14`; (Keras 2, "
+             "TF 2.15): the same with `.tox/tf215/bin/rnn-core ... --table rnn_core/calibration/calibration.json` "
+             "after `tox -e tf215 --notest`. Each Keras major has its own section: seeded values differ between "
+             f"them. Margin rule: lower bound = min - {MARGIN_SD:g} sd_below, upper bound = max + {MARGIN_SD:g} "
+             "sd_above (each side's sd measured on its side of the mean), over each section's seeds; validation runs "
+             "the quick tier on seeds calibration never saw.", ""]
     for key, entry in sorted(table["keras"].items()):
         v = entry["versions"]
-        lines += [f"## {key}: TensorFlow {v['tensorflow']}, Keras {v['keras']}, NumPy {v['numpy']}; "
-                  f"seeds {entry['seeds']}", ""]
+        lines += [f"## {key}: TensorFlow {v['tensorflow']}, Keras {v['keras']}, NumPy {v['numpy']}", ""]
         if "validation" in entry:
             lines += [f"Validation, `pytest -m {entry['validation']['marker']} --rnn-seed S` on seeds calibration "
                       "never saw:", "", "| seed | exit | pytest |", "|---|---|---|"]
             lines += [f"| {seed} | {r['exit']} | {r['summary']} |" for seed, r in entry["validation"]["seeds"].items()]
             lines.append("")
         for tier, section in entry["tiers"].items():
-            lines += [f"### {tier}: {section['dataset']}, {section['epochs']} epochs", "",
-                      "| config | metric | mean | sd | min | max | bound |", "|---|---|---|---|---|---|---|"]
+            lines += [f"### {tier}: {section['dataset']}, {section['epochs']} epochs, seeds {seed_range(section['seeds'])}",
+                      "",
+                      "| config | metric | mean | sd (below/above) | min | max | bound |", "|---|---|---|---|---|---|---|"]
             for config, metrics in section["configs"].items():
                 if config == "ln_lstm":
                     lines.append(f"| ln_lstm | first non-finite step | {metrics['nonfinite_step']['values']} "
@@ -215,10 +251,10 @@ def markdown(table):
                 for metric in METRICS:
                     s = metrics[metric]
                     bound = f"<= {s['upper']:.3f}" if metric == "train_loss" else f">= {s['lower']:.3f}"
-                    lines.append(f"| {config} | {metric} | {s['mean']:.3f} | {s['sd']:.3f} | {s['min']:.3f} "
+                    lines.append(f"| {config} | {metric} | {s['mean']:.3f} | {_sd(s)} | {s['min']:.3f} "
                                  f"| {s['max']:.3f} | {bound} |")
             for claim, s in section["claims"].items():
-                lines.append(f"| claim | {claim} | {s['mean']:.3f} | {s['sd']:.3f} | {s['min']:.3f} | {s['max']:.3f} "
+                lines.append(f"| claim | {claim} | {s['mean']:.3f} | {_sd(s)} | {s['min']:.3f} | {s['max']:.3f} "
                              f"| {sign(s)} |")
             lines.append("")
         for dataset, table_ in entry.get("fixes", {}).items():
@@ -226,9 +262,13 @@ def markdown(table):
     return "\n".join(lines) + "\n"
 
 
+def _sd(s):
+    return f"{s['sd']:.3f} ({s['sd_below']:.3f}/{s['sd_above']:.3f})"
+
+
 def fix_table_markdown(table):
     """The NaN's fix matrix and the exploding-gradient runs as markdown lines."""
-    lines = [f"### The NaN's fix matrix: ln_lstm on {table['dataset']}, seeds {table['seeds']}, "
+    lines = [f"### The NaN's fix matrix: ln_lstm on {table['dataset']}, seeds {seed_range(table['seeds'])}, "
              f"{table['epochs']} epochs", "",
              "| remedy | changes | first gradient finite | non-finite runs | non-finite at step | test accuracy |",
              "|---|---|---|---|---|---|"]

@@ -58,13 +58,13 @@ def calibrate(args):
         errors.choice("tier", tier, list(calibration.TIERS))
     if args.validate:
         from rnn_core.compat import KERAS_MAJOR, versions
-        doc = {"keras_major": KERAS_MAJOR, "versions": versions(), "seeds": args.seeds,
-               "margin_sd": calibration.MARGIN_SD, "validation": calibration.validate(args.validate)}
+        doc = {"keras_major": KERAS_MAJOR, "versions": versions(), "margin_sd": calibration.MARGIN_SD,
+               "validation": calibration.validate(args.validate)}
     else:
-        doc = calibration.calibrate(args.tiers, args.seeds, lambda name: data.load(name, args.data_dir))
+        doc = calibration.calibrate(args.tiers, args.seeds, args.data_dir)
     if args.fixes:
         dataset = data.load(calibration.TIERS["quick"].dataset, args.data_dir)
-        doc["fixes"] = {dataset.name: calibration.fixes(dataset, args.seeds)}
+        doc["fixes"] = {dataset.name: calibration.fixes(dataset, args.seeds, args.data_dir)}
     table = args.table or calibration.TABLE
     calibration.write(doc, table)
     print(f"wrote {table} and {table.with_suffix('.md')}")
@@ -171,7 +171,7 @@ def _parser():
     p = sub.add_parser("calibrate", parents=[common], help="train every config on N seeds; write the bounds table")
     p.add_argument("--tiers", type=lambda t: [] if t == "none" else t.split(","), default=["quick", "default"],
                    help="comma-separated tiers: quick, default, slow, or none (default: quick,default)")
-    p.add_argument("--seeds", type=_seeds, default=list(range(5)), help="seeds (default: 0-4)")
+    p.add_argument("--seeds", type=_seeds, default=list(range(10)), help="seeds (default: 0-9)")
     p.add_argument("--fixes", action="store_true", help="also the NaN fix matrix and the exploding-gradient runs")
     p.add_argument("--table", type=Path, default=None, help="output JSON (default: the package's calibration.json)")
     p.add_argument("--validate", type=_seeds, metavar="SEEDS",

@@ -163,17 +163,19 @@ def diagnose(config, dataset, seed=0, epochs=1):
 
 def fix_matrix(dataset, seeds, epochs, remedies=tuple(REMEDIES), base="ln_lstm"):
     """Each remedy trained for epochs on each seed: non-finite runs, first non-finite step, accuracy."""
-    rows = []
-    for name in remedies:
-        runs = [train.fit(remedy(name, base).replace(epochs=epochs), dataset, s, log=None) for s in seeds]
-        steps = [r.nonfinite["step"] for r in runs if r.nonfinite]
-        finite = [r.final["test_accuracy"] for r in runs if not r.nonfinite]
-        rows.append({"remedy": name, "changes": REMEDIES[name], "seeds": list(seeds), "epochs": epochs,
-                     "steps": len(dataset.train_y) // configs.get(base).batch_size * epochs,
-                     "nonfinite_runs": len(steps), "first_nonfinite_step": min(steps) if steps else None,
-                     "last_nonfinite_step": max(steps) if steps else None,
-                     "test_accuracy": float(np.mean(finite)) if finite else None, "accuracies": finite})
-    return rows
+    return [fix_row(name, [train.fit(remedy(name, base).replace(epochs=epochs), dataset, s, log=None) for s in seeds],
+                    dataset, epochs, base) for name in remedies]
+
+
+def fix_row(name, runs, dataset, epochs, base="ln_lstm"):
+    """One row of the fix matrix from the remedy's runs, one per seed."""
+    steps = [r.nonfinite["step"] for r in runs if r.nonfinite]
+    finite = [r.final["test_accuracy"] for r in runs if not r.nonfinite]
+    return {"remedy": name, "changes": REMEDIES[name], "seeds": [r.seed for r in runs], "epochs": epochs,
+            "steps": len(dataset.train_y) // configs.get(base).batch_size * epochs,
+            "nonfinite_runs": len(steps), "first_nonfinite_step": min(steps) if steps else None,
+            "last_nonfinite_step": max(steps) if steps else None,
+            "test_accuracy": float(np.mean(finite)) if finite else None, "accuracies": finite}
 
 
 def _origin(cell, call, step, pass_, g_out, g_in):

@@ -1,7 +1,7 @@
 """Every configuration learns as calibrated, gated cells beat vanilla, and a seed fixes the history.
 
-Bounds come from rnn_core/calibration/calibration.json by its one margin rule (min - 2 sd over
-the calibrated seeds); trained runs are the session's, one per (tier, configuration).
+Bounds come from rnn_core/calibration/calibration.json by its one margin rule (min - 2 sd_below,
+max + 2 sd_above over the calibrated seeds); trained runs are the session's, one per (tier, configuration).
 """
 import pytest
 

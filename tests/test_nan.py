@@ -5,7 +5,7 @@ kernel (no bias under layer norm) gives every unit the same pre-activation 0. Ea
 then sees variance 0 and scales its backward pass by gamma / sqrt(0 + 1e-12) = 1e6. With
 norm_shift 0 the state stays exactly zero while the rows are zero, so the factors multiply row
 after row until the gradient overflows float32 and inf - inf gives NaN, in the very first step.
-Outcomes come from the calibration table's fix matrix (rnn_core/calibration/), seeds 0-4.
+Outcomes come from the calibration table's fix matrix (rnn_core/calibration/), seeds 0-9.
 """
 import pytest
 
