@@ -11,7 +11,7 @@ calibration saw before a test fails. Each side's sd is measured on that side of 
 deviations, doubled, as if mirrored): a seed far on a claim's good side (vanilla stuck at 0.61 makes
 "lstm beats vanilla" by 0.29) says nothing about how far a new seed may fall on the other, yet it
 doubles a plain sd. On a symmetric spread both equal the plain sd. A claim whose bound would not
-support it is not asserted.
+support it is not asserted; its two-sided band [lower, upper] still is.
 """
 import json
 import math
@@ -190,12 +190,12 @@ def validate(seeds, marker="quick", log=print):
 
 
 def sign(claim):
-    """How a difference is asserted: '>= lower', '<= upper', or not at all when its sign is not certain."""
+    """How a difference is asserted: '>= lower', '<= upper', or only within its band when its sign is not certain."""
     if claim["lower"] > 0:
         return f">= {claim['lower']:.3f}"
     if claim["upper"] < 0:
         return f"<= {claim['upper']:.3f}"
-    return "no sign: not asserted"
+    return f"no sign: in [{claim['lower']:.3f}, {claim['upper']:.3f}]"
 
 
 def seed_range(seeds):

@@ -13,12 +13,14 @@ IMPLEMENTATIONS = {"cell": (False, "cell"), "cell_xla": (True, "cell"), "fused":
 # Normwise: max |difference| <= TOLERANCE x max |reference|, per tensor. Measured over 3 batches
 # (python tests/reference.py): at most 5.5e-7 for the fused layers and XLA, so 1e-5 still catches a
 # wrong gate order, a lost forget_bias or a dropped mask, which move results by 1e-2 or more.
-# Layer-norm cells measured 7.5e-3 (ln_lstm_fixed under XLA): a state equal across units, as
-# norm_shift makes it after blank rows, is normalized to its rounding noise times gamma/sqrt(1e-12),
-# so the summation order of the mean shows. Their bound is 5e-2: they are checked to be the same
-# function, not to be well conditioned.
 TOLERANCE = 1e-5
-LAYER_NORM_TOLERANCE = 5e-2
+# On blank rows TF1's layer norm is ill-conditioned: a state equal across units (as norm_shift makes
+# it after a blank row) is normalized to its float32 rounding noise times gamma / sqrt(1e-12), so two
+# correct evaluations that sum the mean in another order differ by up to 9e-2 (XLA on TF 2.16 and
+# 2.18). Layer-norm cells are therefore compared at TOLERANCE on the digits lifted off zero (LIFT
+# added to every pixel: no row is blank, no norm sees variance 0), and on the real digits only in
+# where their values are non-finite (ln_lstm's NaN).
+LIFT = 0.05
 
 
 def cases(implementations=tuple(IMPLEMENTATIONS)):
@@ -66,14 +68,22 @@ def expected(name, implementation, x, y, lengths=None, seed=0):
 
 
 def assert_matches(name, implementation, trainer_, x, y, lengths=None):
-    """The implementation's logits, loss and every gradient equal the eager cell loop's."""
+    """The implementation's logits, loss and every gradient equal the eager cell loop's (layer-norm
+    cells: non-finite in the same places on x, equal on x + LIFT; see LIFT)."""
+    layer_norm = configs.get(name).cell == "layer_norm_lstm"
+    for inputs, tolerance in ([(x, None), (x + LIFT, TOLERANCE)] if layer_norm else [(x, TOLERANCE)]):
+        for label, error in errors(name, implementation, trainer_, inputs, y, lengths):
+            assert tolerance is None or error <= tolerance, \
+                f"{name} {implementation}: {label} differs by {error:.3g} > {tolerance:g} normwise"
+
+
+def errors(name, implementation, trainer_, x, y, lengths=None):
+    """(label, normwise error) of the logits, the loss and each gradient against the eager cell loop."""
     want = expected(name, implementation, x, y, lengths)
     got = outputs(trainer_, x, y, lengths, jit_compile=IMPLEMENTATIONS[implementation][0])
-    tolerance = LAYER_NORM_TOLERANCE if configs.get(name).cell == "layer_norm_lstm" else TOLERANCE
     labels = ["logits", "loss", *(f"gradient of {v}" for v in trainer_.variable_names)]
-    for label, a, b in zip(labels, [*got[:2], *got[2]], [*want[:2], *want[2]]):
-        error = normwise_error(a, b, f"{name} {implementation}: {label}")
-        assert error <= tolerance, f"{name} {implementation}: {label} differs by {error:.3g} > {tolerance:g} normwise"
+    return [(label, normwise_error(a, b, f"{name} {implementation}: {label}"))
+            for label, a, b in zip(labels, [*got[:2], *got[2]], [*want[:2], *want[2]])]
 
 
 def normwise_error(actual, desired, what):
@@ -87,14 +97,11 @@ def normwise_error(actual, desired, what):
     return float(np.abs(actual[finite] - desired[finite]).max() / scale) if scale else 0.0
 
 
-if __name__ == "__main__":  # the measurement behind TOLERANCE and LAYER_NORM_TOLERANCE
+if __name__ == "__main__":  # the measurement behind TOLERANCE and LIFT
     for implementation in ("fused", "cell_xla"):
         for name, _ in cases([implementation]):
-            trainer_, worst = trainer(name, implementation), 0.0
-            for seed in range(3):
-                x, y, lengths = batch(16, seed)
-                want = expected(name, implementation, x, y, lengths)
-                got = outputs(trainer_, x, y, lengths, IMPLEMENTATIONS[implementation][0])
-                worst = max([worst] + [normwise_error(a, b, name) for a, b in
-                                       zip([*got[:2], *got[2]], [*want[:2], *want[2]])])
-            print(f"{implementation:9s} {name:14s} worst normwise error over 3 batches: {worst:.2e}")
+            trainer_ = trainer(name, implementation)
+            for lift in (0.0, LIFT):
+                worst = max(error for seed in range(3) for x, y, lengths in [batch(16, seed)]
+                            for _, error in errors(name, implementation, trainer_, x + lift, y, lengths))
+                print(f"{implementation:9s} {name:14s} lift {lift:g}: worst normwise error over 3 batches {worst:.2e}")

@@ -1,4 +1,5 @@
-"""Every configuration learns as calibrated, gated cells beat vanilla, and a seed fixes the history.
+"""Every configuration learns as calibrated, gated cells beat vanilla, differences between curves stay
+in their calibrated bands, and a seed fixes the history.
 
 Bounds come from rnn_core/calibration/calibration.json by its one margin rule (min - 2 sd_below,
 max + 2 sd_above over the calibrated seeds); trained runs are the session's, one per (tier, configuration).
@@ -31,27 +32,29 @@ def test_gated_beats_vanilla(tier, claim, trained, tier_dataset):
 
     Skipped, with what calibration measured, where it gives the difference no sign: at 30 epochs of
     mnist-5k on Keras 3, lstm_fb5 led vanilla on every one of seeds 0-19, but by as little as 0.05,
-    too little beside vanilla's spread for the margin rule to promise it on a new seed."""
+    too little beside vanilla's spread for the margin rule to promise it on a new seed. That
+    difference is still checked, against its two-sided band, by test_difference_in_band."""
     bound = section(tier, tier_dataset(tier))["claims"][claim]
     assert bound["lower"] > 0, f"calibration found vanilla ahead: {bound}"
-    assert_difference(tier, claim, calibrate.CLAIMS, trained, tier_dataset)
+    assert difference(tier, claim, trained) >= bound["lower"]
 
 
-@pytest.mark.parametrize("tier, fact", signed(calibrate.CURVE_FACTS))
-def test_curve_fact(tier, fact, trained, tier_dataset):
-    """A fact about learning curves (lstm_fb5 against lstm), asserted with the sign calibration found on
-    every seed with margin; where it found none, skipped with the numbers (calibration.md: "no sign")."""
-    assert_difference(tier, fact, calibrate.CURVE_FACTS, trained, tier_dataset)
+@pytest.mark.parametrize("tier, name", over({**calibrate.CLAIMS, **calibrate.CURVE_FACTS}))
+def test_difference_in_band(tier, name, trained, tier_dataset):
+    """Every tracked difference in test accuracy stays within its calibrated band, [lower, upper].
 
-
-def assert_difference(tier, name, definitions, trained, tier_dataset):
+    This is what the suite can assert about the tutorial's curve facts. The tutorial showed lstm_fb5
+    behind lstm after epoch 1 (0.62 against 0.70, one run); measured over seeds neither that nor the
+    opposite holds on every seed (calibration.md: "no sign"), so neither is asserted, but a change in
+    how forget_bias 5 shapes the curve that moves the difference outside everything calibration saw
+    (plus the margin) fails here."""
     bound = section(tier, tier_dataset(tier))["claims"][name]
-    a, b, epoch = definitions[name]
-    value = calibrate.difference(trained(tier, a), trained(tier, b), calibrate.TIERS[tier], epoch)
-    if bound["lower"] > 0:
-        assert value >= bound["lower"]
-    else:
-        assert value <= bound["upper"]
+    assert bound["lower"] <= difference(tier, name, trained) <= bound["upper"]
+
+
+def difference(tier, name, trained):
+    a, b, epoch = {**calibrate.CLAIMS, **calibrate.CURVE_FACTS}[name]
+    return calibrate.difference(trained(tier, a), trained(tier, b), calibrate.TIERS[tier], epoch)
 
 
 @pytest.mark.quick

@@ -32,7 +32,8 @@ def published_lower(name):
 
 def signed(names):
     """over(names), skipping with the reason each (tier, name) whose calibrated difference has no sign
-    (its bounds include 0): the claim stays listed, and the skip says what calibration measured."""
+    (its bounds include 0): the claim stays listed, the skip says what calibration measured, and the
+    difference is still checked against its band by test_difference_in_band."""
     from rnn_core.compat import KERAS_MAJOR
     tiers = calibrate.load()["keras"].get(f"keras{KERAS_MAJOR}", {}).get("tiers", {})
     params = []
@@ -42,7 +43,7 @@ def signed(names):
         if claim is not None and "no sign" in calibrate.sign(claim):
             reason = (f"not asserted: calibration (Keras {KERAS_MAJOR}, {claim['n']} seeds) gives {name} no sign at "
                       f"{tier}: seeds ranged {claim['min']:.3f} to {claim['max']:.3f}, bounds {claim['lower']:.3f} to "
-                      f"{claim['upper']:.3f} include 0")
+                      f"{claim['upper']:.3f} include 0; test_difference_in_band[{param.id}] checks that band")
             param = pytest.param(*param.values, id=param.id, marks=[*param.marks, pytest.mark.skip(reason=reason)])
         params.append(param)
     return params
