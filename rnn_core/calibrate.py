@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnn_core import configs, train
+from rnn_core import configs
 
 HERE = Path(__file__).parent / "calibration"
 TABLE = HERE / "calibration.json"
@@ -74,7 +74,7 @@ def stats(values):
 
 
 def _fit_seeds(config, dataset_name, data_dir, seeds):
-    from rnn_core import data
+    from rnn_core import data, train  # here, not above: the CLI checks tier names before TensorFlow loads
     dataset = data.load(dataset_name, data_dir)
     return [train.fit(config, dataset, s, log=None) for s in seeds]
 

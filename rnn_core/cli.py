@@ -43,6 +43,9 @@ def compare(args):
 
 def diagnose(args):
     config = configs.get(args.config)
+    layer_norm = [name for name, c in configs.CONFIGS.items() if c.cell == "layer_norm_lstm"]
+    if not args.no_fixes:
+        errors.choice("config (the fix table's remedies change a layer norm; else --no-fixes)", args.config, layer_norm)
     dataset = data.load(args.dataset, args.data_dir)
     from rnn_core import numerics
     run, origin = numerics.diagnose(config, dataset, args.seed, epochs=args.epochs)
@@ -122,11 +125,7 @@ def _type(check, name):
     """An argparse type that reports our one-line message (argparse then exits 2)."""
     def convert(text):
         try:
-            value = float(text) if check in (errors.positive_float,) else int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        try:
-            return check(name, value)
+            return check(name, int(text) if text.lstrip("-").isdigit() else text)
         except errors.UsageError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
     return convert

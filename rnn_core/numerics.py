@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from rnn_core import configs, train
+from rnn_core.cells import LAYER_NORMS
 from rnn_core.compat import tf
 
 # Each remedy as changes to ln_lstm. The tutorial's three suggestions, alone and together, then
@@ -80,13 +81,6 @@ class Origin:
         d["pass"] = d.pop("pass_")
         return d
 
-    def sentence(self):
-        where = f"the '{self.layer_norm}' layer norm at row {self.time_step}"
-        return (f"step {self.step}, {self.pass_} pass: {where} ({self.op}); variance {self.variance:.3g} in "
-                f"{self.zero_variance_examples} examples is zero, epsilon {self.epsilon:g}, so the norm multiplies "
-                f"gradients by gamma/sqrt(var+eps) up to {self.factor:.3g}; the gradient arriving there peaks at "
-                f"{self.gradient_in:.3g} and leaves non-finite")
-
 
 def first_batch(dataset, config, seed, step=0):
     """The batch fit trains on at the given step, for the given seed."""
@@ -108,14 +102,16 @@ def first_step_finite(config, dataset, seed=0):
 
 
 def trace(trainer, inputs, labels):
-    """Replay one step eagerly, recording every layer-norm call ({name, row, z, out}); the loss; the tape."""
+    """Replay one step eagerly, recording every layer-norm call ({name, row, z, out}); the loss; the tape.
+
+    Keras calls the cell once more than there are rows, on row 0 before its loop, only to learn the
+    output's shape; that call is left out, so each call's row is the image row it computed."""
     cell = trainer.model.rnn.cell
     calls, normalize = [], cell.normalize
-    rows = iter(range(10 ** 9))
 
     def recording(z, name):
         out = normalize(z, name)
-        calls.append({"name": name, "z": z, "out": out, "row": next(rows) // 5})
+        calls.append({"name": name, "z": z, "out": out})
         return out
 
     cell.normalize = recording
@@ -126,6 +122,9 @@ def trace(trainer, inputs, labels):
                 labels=tf.constant(labels), logits=logits))
     finally:
         del cell.normalize
+    calls = calls[len(calls) - inputs.shape[1] * len(LAYER_NORMS):]
+    for index, call in enumerate(calls):
+        call["row"] = index // len(LAYER_NORMS)
     return calls, loss, tape
 
 

@@ -8,6 +8,7 @@ import platform
 import statistics
 from pathlib import Path
 
+from rnn_core import errors
 from rnn_core.configs import PUBLISHED
 
 SCHEMA = "rnn_core.results/1"
@@ -123,7 +124,7 @@ def cross_version(paths):
     """
     columns, cells = [], {}
     for path in paths:
-        doc = json.loads(Path(path).read_text())
+        doc = _read_json(path)
         if doc.get("schema") == SCHEMA:
             env = doc["environment"]
             column = f"TF {env['tensorflow']} / Keras {env['keras']}"
@@ -143,7 +144,19 @@ def cross_version(paths):
                         and params.get("implementation") == "cell_xla" and params.get("device") == "/CPU:0"):
                     cells.setdefault(params["name"], {}).setdefault(column, {})["ms_per_iter"] = \
                         bench["stats"]["median"] * 1e3
+        else:
+            raise errors.DataError(f"{path}: neither a {SCHEMA} file nor a pytest-benchmark JSON file")
     return {"schema": "rnn_core.crossversion/1", "columns": columns, "rows": cells}
+
+
+def _read_json(path):
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise errors.DataError(f"{path}: not JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise errors.DataError(f"{path}: a JSON {type(doc).__name__}, not a results or benchmark object")
+    return doc
 
 
 def cross_version_markdown(table):

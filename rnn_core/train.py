@@ -200,8 +200,12 @@ def fit(config, dataset, seed=0, *, logdir=None, log=print, log_every=LOG_EVERY,
             _write_scalars(writers, first_step, losses, accuracies, record)
             if progress:
                 progress(config.name, epoch, config.epochs)
-            if not finite.all():
-                run.nonfinite = _nonfinite(first_step + done - 1, finite, trainer.variable_names)
+            if run.nonfinite is None and not finite.all():
+                # The first bad step, from the per-step loss and norm (a non-finite gradient makes its norm
+                # non-finite): with --keep-going the loop ran on and finite holds the epoch's last step.
+                bad = [i for i, (loss, norm) in enumerate(zip(losses, norms))
+                       if not (math.isfinite(loss) and math.isfinite(norm))]
+                run.nonfinite = _nonfinite(first_step + (bad[0] if bad else done - 1), finite, trainer.variable_names)
                 log(f"[nan] step {run.nonfinite['step']}: non-finite {run.nonfinite['where']} in "
                     f"{', '.join(run.nonfinite['variables']) or 'the loss'}")
                 if stop_on_nonfinite:
@@ -214,7 +218,8 @@ def fit(config, dataset, seed=0, *, logdir=None, log=print, log_every=LOG_EVERY,
 
 
 def _nonfinite(step, finite, names):
-    """Step index (0 = the first update) where the loss, gradients or their norm stopped being finite."""
+    """Step index (0 = the first update) where the loss, gradients or their norm stopped being finite, and
+    the variables whose gradients the flags name (that step's; the epoch's last step's under keep-going)."""
     bad = [name for name, ok in zip(names, finite[1:-1]) if not ok]
     where = "loss" if not finite[0] else "gradients" if bad else "gradient norm"
     return {"step": step, "where": where, "variables": bad}

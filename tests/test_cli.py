@@ -23,12 +23,18 @@ def rnn_core(*args, cwd=None):
     (["compare", "--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar'"),
     (["compare", "--epochs", "0"], "epochs must be a positive integer, got 0"),
     (["compare", "--seed", "-1"], "seed must be an integer >= 0, got -1"),
-    (["compare", "--log-every", "x"], "log-every must be a number, got 'x'"),
+    (["compare", "--log-every", "x"], "log-every must be a positive integer, got 'x'"),
     (["compare", "--data-dir", "/no/such/dir", "--dataset", "mnist"], "data_dir must be an existing directory"),
     (["diagnose", "--seeds", "3-x"], "seeds must be a range like 0-4"),
     (["diagnose", "--config", "gru_fast"], "argument --config: invalid choice: 'gru_fast'"),
     (["calibrate", "--tiers", "quick,nightly"], "tier must be one of quick, default, slow, got 'nightly'"),
-], ids=["config", "dataset", "epochs", "seed", "log-every", "data-dir", "seeds", "diagnose-config", "tier"])
+    (["diagnose", "--config", "lstm"], "config (the fix table's remedies change a layer norm; else --no-fixes) "
+                                       "must be one of ln_lstm, ln_lstm_fixed, got 'lstm'"),
+    (["table", str(ROOT / "README.md")], "README.md: not JSON"),
+    (["table", str(ROOT / "rnn_core" / "calibration" / "calibration.json")],
+     "calibration.json: neither a rnn_core.results/1 file nor a pytest-benchmark JSON file"),
+], ids=["config", "dataset", "epochs", "seed", "log-every", "data-dir", "seeds", "diagnose-config", "tier",
+        "diagnose-fixes-config", "table-not-json", "table-other-schema"])
 def test_usage_error_is_one_line(args, message, capsys):
     """Exit 2, one line on stderr naming the parameter and what it accepts, no traceback; before TensorFlow."""
     with pytest.raises(SystemExit) as exit_info:
@@ -40,13 +46,17 @@ def test_usage_error_is_one_line(args, message, capsys):
 
 
 @pytest.mark.quick
-def test_usage_errors_do_not_import_tensorflow():
+@pytest.mark.parametrize("args", [["compare", "--epochs", "0"], ["calibrate", "--tiers", "nightly"],
+                                  ["diagnose", "--config", "lstm"], ["table", "/no/such.json"]],
+                         ids=lambda args: args[0])
+def test_usage_errors_do_not_import_tensorflow(args):
     """Bad arguments are rejected before the 5 s TensorFlow import."""
     code = ("import sys; from rnn_core import cli\n"
-            "try: cli.main(['compare', '--epochs', '0'])\n"
-            "except SystemExit: pass\n"
+            f"try: cli.main({args!r})\n"
+            "except SystemExit as e: assert e.code == 2, e.code\n"
             "assert 'tensorflow' not in sys.modules")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-1000:]
 
 
 @pytest.fixture(scope="module")
