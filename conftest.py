@@ -126,5 +126,9 @@ def trained(request, seed, datasets, tier_dataset):
         runs = list(cache.values())
         doc = report.results(runs, runs[0].dataset)
         doc["tiers"] = [tier for tier, _ in cache]
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(doc, indent=1) + "\n")
+        path = Path(path)
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        if worker:  # each xdist worker trains its own share: one file each, which rnn-core table merges
+            path = path.with_name(f"{path.stem}.{worker}{path.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=1) + "\n")

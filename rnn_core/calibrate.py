@@ -189,6 +189,11 @@ def validate(seeds, marker="quick", log=print):
     return {"marker": marker, "seeds": results}
 
 
+def has_sign(claim):
+    """Whether the calibrated bounds of a difference exclude 0 (lower > 0 or upper < 0)."""
+    return claim["lower"] > 0 or claim["upper"] < 0
+
+
 def sign(claim):
     """How a difference is asserted: '>= lower', '<= upper', or only within its band when its sign is not certain."""
     if claim["lower"] > 0:

@@ -33,11 +33,24 @@ class _Cell(keras.layers.Layer):
     def output_size(self):
         return self.num_units
 
-    def _kernel(self, input_dim, columns, name="kernel"):
-        return self.add_weight(name=name, shape=(input_dim + self.state_size[-1], columns), initializer=_glorot)
+    def _kernel(self, input_dim, columns, name="kernel", initializer=None):
+        return self.add_weight(name=name, shape=(input_dim + self.state_size[-1], columns),
+                               initializer=initializer or _glorot)
 
-    def _bias(self, columns, name="bias", value=0.0):
-        return self.add_weight(name=name, shape=(columns,), initializer=keras.initializers.Constant(value))
+    def _bias(self, columns, name="bias", value=0.0, initializer=None):
+        return self.add_weight(name=name, shape=(columns,), initializer=initializer or keras.initializers.Constant(value))
+
+
+def _initializer(name, value):
+    """None (the cell's TF1 default) or a Keras initializer given by name; anything else is a one-line error."""
+    if value is None:
+        return None
+    try:
+        keras.initializers.get(value)
+    except (ValueError, TypeError):
+        raise errors.UsageError(f"{name} must be None or a Keras initializer name such as 'glorot_uniform' or "
+                                f"'zeros', got {value!r}") from None
+    return value
 
     def get_config(self):
         args = inspect.signature(type(self).__init__).parameters
@@ -102,10 +115,11 @@ class LSTMCell(_Cell):
         m_t = sigmoid(o [+ w_o_diag * c_t]) * act(c_t)              then m_t @ W_proj, clip to +-proj_clip
     """
 
-    def __init__(self, num_units, use_peepholes=False, cell_clip=None, num_proj=None, proj_clip=None,
-                 forget_bias=1.0, activation=None, **kwargs):
+    def __init__(self, num_units, use_peepholes=False, cell_clip=None, initializer=None, num_proj=None,
+                 proj_clip=None, forget_bias=1.0, activation=None, **kwargs):
         super().__init__(num_units, activation, **kwargs)
         self.use_peepholes = bool(use_peepholes)
+        self.initializer = _initializer("initializer", initializer)
         self.cell_clip = None if cell_clip is None else errors.positive_float("cell_clip", cell_clip)
         self.num_proj = None if num_proj is None else errors.positive_int("num_proj", num_proj)
         self.proj_clip = None if proj_clip is None else errors.positive_float("proj_clip", proj_clip)
@@ -121,7 +135,7 @@ class LSTMCell(_Cell):
         return self.num_proj or self.num_units
 
     def build(self, input_shape):
-        self.kernel = self._kernel(input_shape[-1], 4 * self.num_units)
+        self.kernel = self._kernel(input_shape[-1], 4 * self.num_units, initializer=self.initializer)
         self.bias = self._bias(4 * self.num_units)
         if self.use_peepholes:
             self.w_f_diag, self.w_i_diag, self.w_o_diag = (
@@ -129,7 +143,7 @@ class LSTMCell(_Cell):
                 for n in ("w_f_diag", "w_i_diag", "w_o_diag"))
         if self.num_proj:
             self.proj_kernel = self.add_weight(name="projection_kernel", shape=(self.num_units, self.num_proj),
-                                               initializer=_glorot)
+                                               initializer=self.initializer or _glorot)
         self.built = True
 
     def call(self, inputs, states, training=None):
@@ -157,13 +171,21 @@ class GRUCell(_Cell):
         r, u = split(sigmoid(W_g [x_t, h_{t-1}] + b_g))      b_g starts at 1.0, as in TF1
         c    = act(W_c [x_t, r * h_{t-1}] + b_c)
         h_t  = u * h_{t-1} + (1 - u) * c
+
+    kernel_initializer and bias_initializer, as in TF1, replace those defaults for both matmuls.
     """
 
+    def __init__(self, num_units, activation=None, kernel_initializer=None, bias_initializer=None, **kwargs):
+        super().__init__(num_units, activation, **kwargs)
+        self.kernel_initializer = _initializer("kernel_initializer", kernel_initializer)
+        self.bias_initializer = _initializer("bias_initializer", bias_initializer)
+
     def build(self, input_shape):
-        self.gate_kernel = self._kernel(input_shape[-1], 2 * self.num_units, "gates_kernel")
-        self.gate_bias = self._bias(2 * self.num_units, "gates_bias", value=1.0)
-        self.candidate_kernel = self._kernel(input_shape[-1], self.num_units, "candidate_kernel")
-        self.candidate_bias = self._bias(self.num_units, "candidate_bias")
+        kernel, bias = self.kernel_initializer, self.bias_initializer
+        self.gate_kernel = self._kernel(input_shape[-1], 2 * self.num_units, "gates_kernel", kernel)
+        self.gate_bias = self._bias(2 * self.num_units, "gates_bias", value=1.0, initializer=bias)
+        self.candidate_kernel = self._kernel(input_shape[-1], self.num_units, "candidate_kernel", kernel)
+        self.candidate_bias = self._bias(self.num_units, "candidate_bias", initializer=bias)
         self.built = True
 
     def call(self, inputs, states, training=None):

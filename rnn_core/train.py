@@ -128,10 +128,6 @@ class Run:
         """JSON-safe: NaN and Inf become null (JSON has neither)."""
         return _json_safe({**asdict(self), "final": self.final})
 
-    @classmethod
-    def from_dict(cls, d):
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
-
 
 def batch_orders(seed, num_examples, steps_per_epoch, batch_size):
     """Each epoch's example order, from the seed alone: the same batches on every TF version."""

@@ -175,6 +175,21 @@ def test_gru_gate_bias_starts_at_one_and_candidate_bias_at_zero():
     np.testing.assert_array_equal(variable(cell, "candidate_bias").numpy(), np.zeros(UNITS))
 
 
+@pytest.mark.parametrize("name, args, zeros", [
+    ("gru", {"kernel_initializer": "zeros"}, {"gates_kernel", "candidate_kernel"}),
+    ("gru", {"bias_initializer": "zeros"}, {"gates_bias", "candidate_bias"}),
+    ("lstm", {"initializer": "zeros", "num_proj": 5}, {"kernel", "projection_kernel"}),
+], ids=["gru-kernel_initializer", "gru-bias_initializer", "lstm-initializer"])
+def test_tf1_initializer_arguments_replace_the_defaults(name, args, zeros):
+    """TF1's GRUCell(kernel_initializer, bias_initializer) and LSTMCell(initializer): the named weights start
+    from the given initializer (here zeros), the others keep their defaults."""
+    _, cell = built(name, **args)
+    _, default = built(name, **{k: v for k, v in args.items() if not k.endswith("initializer")})
+    for weight in cell.weights:
+        short = variable_name(weight).rsplit("/", 1)[-1]
+        assert weight.numpy().any() == (short not in zeros and variable(default, short).numpy().any()), short
+
+
 NORM_WEIGHTS = {f"{norm}_{part}" for norm in cells.LAYER_NORMS for part in ("gamma", "beta")}
 
 
@@ -275,8 +290,11 @@ def test_dropout_only_in_training(keep_prob):
 BAD_ARGUMENTS = [  # (cell, num_units, arguments, the start of the message)
     pytest.param("lstmm", 8, {}, r"cell must be one of basic_rnn, basic_lstm, lstm, gru, layer_norm_lstm, got 'lstmm'",
                  id="unknown-cell"),
-    pytest.param("gru", 31, {"forget_bias": 1.0}, "gru argument must be one of activation, got 'forget_bias'",
+    pytest.param("gru", 31, {"forget_bias": 1.0},
+                 "gru argument must be one of activation, kernel_initializer, bias_initializer, got 'forget_bias'",
                  id="unknown-argument"),
+    pytest.param("gru", 8, {"kernel_initializer": "glorot"}, "kernel_initializer must be None or a Keras initializer "
+                 "name such as 'glorot_uniform' or 'zeros', got 'glorot'$", id="unknown-kernel_initializer"),
     pytest.param("basic_rnn", 0, {}, "num_units must be a positive integer, got 0", id="num_units-0"),
     pytest.param("layer_norm_lstm", 8, {"dropout_keep_prob": 0}, r"dropout_keep_prob must be a number in \(0, 1\]",
                  id="dropout_keep_prob-0"),

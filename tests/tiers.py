@@ -40,7 +40,7 @@ def signed(names):
     for param in over(names):
         tier, name = param.values
         claim = tiers.get(tier, {}).get("claims", {}).get(name)
-        if claim is not None and "no sign" in calibrate.sign(claim):
+        if claim is not None and not calibrate.has_sign(claim):
             reason = (f"not asserted: calibration (Keras {KERAS_MAJOR}, {claim['n']} seeds) gives {name} no sign at "
                       f"{tier}: seeds ranged {claim['min']:.3f} to {claim['max']:.3f}, bounds {claim['lower']:.3f} to "
                       f"{claim['upper']:.3f} include 0; test_difference_in_band[{param.id}] checks that band")
