@@ -132,7 +132,11 @@ def _type(check, name):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse without the usage block on errors: one line, exit 2."""
+    """argparse without the usage block on errors: one line, exit 2; and without abbreviations, so a
+    mistyped option is an error, never another option (calibrate --seed 3 is not --seeds 3)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{**kwargs, "allow_abbrev": False})
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -141,9 +145,10 @@ class _Parser(argparse.ArgumentParser):
 def _parser():
     parser = _Parser(prog="rnn-core", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
+    data_dir = argparse.ArgumentParser(add_help=False)
+    data_dir.add_argument("--data-dir", help="directory with IDX files or mnist.npz (default: $RNN_CORE_DATA_DIR)")
+    common = argparse.ArgumentParser(add_help=False, parents=[data_dir])
     common.add_argument("--dataset", default="mnist-5k", choices=data.SOURCES)
-    common.add_argument("--data-dir", help="directory with IDX files or mnist.npz (default: $RNN_CORE_DATA_DIR)")
     common.add_argument("--seed", type=_type(errors.non_negative_int, "seed"), default=0)
 
     p = sub.add_parser("compare", parents=[common], help="train the tutorial's configurations, write the results")
@@ -167,7 +172,7 @@ def _parser():
     p.set_defaults(command=diagnose)
 
     from pathlib import Path
-    p = sub.add_parser("calibrate", parents=[common], help="train every config on N seeds; write the bounds table")
+    p = sub.add_parser("calibrate", parents=[data_dir], help="train every config on N seeds; write the bounds table")
     p.add_argument("--tiers", type=lambda t: [] if t == "none" else t.split(","), default=["quick", "default"],
                    help="comma-separated tiers: quick, default, slow, or none (default: quick,default)")
     p.add_argument("--seeds", type=_seeds, default=list(range(10)), help="seeds (default: 0-9)")

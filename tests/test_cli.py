@@ -28,13 +28,14 @@ def rnn_core(*args, cwd=None):
     (["diagnose", "--seeds", "3-x"], "seeds must be a range like 0-4"),
     (["diagnose", "--config", "gru_fast"], "argument --config: invalid choice: 'gru_fast'"),
     (["calibrate", "--tiers", "quick,nightly"], "tier must be one of quick, default, slow, got 'nightly'"),
+    (["calibrate", "--seed", "3"], "unrecognized arguments: --seed 3"),
     (["diagnose", "--config", "lstm"], "config (the fix table's remedies change a layer norm; else --no-fixes) "
                                        "must be one of ln_lstm, ln_lstm_fixed, got 'lstm'"),
     (["table", str(ROOT / "README.md")], "README.md: not JSON"),
     (["table", str(ROOT / "rnn_core" / "calibration" / "calibration.json")],
      "calibration.json: neither a rnn_core.results/1 file nor a pytest-benchmark JSON file"),
 ], ids=["config", "dataset", "epochs", "seed", "log-every", "data-dir", "seeds", "diagnose-config", "tier",
-        "diagnose-fixes-config", "table-not-json", "table-other-schema"])
+        "calibrate-seed-is-not-seeds", "diagnose-fixes-config", "table-not-json", "table-other-schema"])
 def test_usage_error_is_one_line(args, message, capsys):
     """Exit 2, one line on stderr naming the parameter and what it accepts, no traceback; before TensorFlow."""
     with pytest.raises(SystemExit) as exit_info:
