@@ -40,6 +40,11 @@ class _Cell(keras.layers.Layer):
     def _bias(self, columns, name="bias", value=0.0, initializer=None):
         return self.add_weight(name=name, shape=(columns,), initializer=initializer or keras.initializers.Constant(value))
 
+    def get_config(self):
+        args = inspect.signature(type(self).__init__).parameters
+        config = {k: getattr(self, k) for k in args if k not in ("self", "kwargs", "activation")}
+        return {**super().get_config(), **config, "activation": self._activation_arg}
+
 
 def _initializer(name, value):
     """None (the cell's TF1 default) or a Keras initializer given by name; anything else is a one-line error."""
@@ -51,11 +56,6 @@ def _initializer(name, value):
         raise errors.UsageError(f"{name} must be None or a Keras initializer name such as 'glorot_uniform' or "
                                 f"'zeros', got {value!r}") from None
     return value
-
-    def get_config(self):
-        args = inspect.signature(type(self).__init__).parameters
-        config = {k: getattr(self, k) for k in args if k not in ("self", "kwargs", "activation")}
-        return {**super().get_config(), **config, "activation": self._activation_arg}
 
 
 class BasicRNNCell(_Cell):
