@@ -31,7 +31,8 @@ KERAS_VERSION = _keras_version()
 KERAS_MAJOR = int(KERAS_VERSION.split(".")[0])
 
 # One thread per op: at the tutorial's sizes (batch 128, 31 units) splitting a matmul across
-# threads costs more than it saves, and XLA's CPU code ran 1.5-2.5x faster (README, Performance).
+# threads costs more than it saves: XLA's train step ran 1.07-1.21x faster than with two threads on
+# two cores (README, Performance), and a second process can use the other core.
 # Only possible before TensorFlow runs its first op; RNN_CORE_INTRA_OP_THREADS=0 keeps TF's default.
 try:
     tf.config.threading.set_intra_op_parallelism_threads(int(os.environ.get("RNN_CORE_INTRA_OP_THREADS", "1")))

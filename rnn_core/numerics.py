@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from rnn_core import configs, train
+from rnn_core import model as model_lib
 from rnn_core.cells import LAYER_NORMS
 from rnn_core.compat import tf
 
@@ -118,8 +119,7 @@ def trace(trainer, inputs, labels):
     try:
         with tf.GradientTape(persistent=True) as tape:
             logits = trainer.model(tf.constant(inputs), training=True)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=tf.constant(labels), logits=logits))
+            loss, _ = model_lib.loss_and_accuracy(logits, tf.constant(labels))
     finally:
         del cell.normalize
     calls = calls[len(calls) - inputs.shape[1] * len(LAYER_NORMS):]

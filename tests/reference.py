@@ -6,6 +6,7 @@ before timing anything, as PyTorch's fastrnns does.
 import numpy as np
 
 from rnn_core import configs, data, fused, train
+from rnn_core import model as model_lib
 from rnn_core.compat import tf
 
 # (jit_compile, model implementation) of each way the suite runs a configuration.
@@ -49,7 +50,7 @@ def outputs(trainer_, x, y, lengths=None, jit_compile=None):
     def forward_backward(x, y, lengths):
         with tf.GradientTape() as tape:
             logits = trainer_.model(x, sequence_length=lengths, training=True)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
+            loss, _ = model_lib.loss_and_accuracy(logits, y)
         return logits, loss, tape.gradient(loss, trainer_.variables)
 
     run = forward_backward if jit_compile is None else tf.function(forward_backward, jit_compile=jit_compile)
