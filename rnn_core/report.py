@@ -9,7 +9,7 @@ import statistics
 from pathlib import Path
 
 from rnn_core import errors
-from rnn_core.configs import PUBLISHED
+from rnn_core.configs import CONFIGS, PUBLISHED
 
 SCHEMA = "rnn_core.results/1"
 
@@ -120,9 +120,11 @@ def cross_version(paths):
 
     Rows are configurations, columns environments (TensorFlow and Keras versions). A cell holds the
     run's test accuracy and its ms/iter: the pytest-benchmark median of the default train step when a
-    benchmark file for that environment is given, else the trainer's own median sec/iter.
+    benchmark file for that environment is given, else the trainer's own median sec/iter. With the
+    benchmark comes the step's ratio to its matmul floor, timed in the same session: environments
+    that shared the machine (tox -p) shift both, so the ratio compares across columns where ms don't.
     """
-    columns, cells = [], {}
+    columns, cells, floors = [], {}, {}
     for path in paths:
         doc = _read_json(path)
         if doc.get("schema") == SCHEMA:
@@ -140,12 +142,23 @@ def cross_version(paths):
             columns.append(column) if column not in columns else None
             for bench in doc["benchmarks"]:
                 params = bench.get("params") or {}
-                if (bench["name"].startswith("test_step") and params.get("step") == "train"
-                        and params.get("implementation") == "cell_xla" and params.get("device") == "/CPU:0"):
-                    cells.setdefault(params["name"], {}).setdefault(column, {})["ms_per_iter"] = \
+                if params.get("step") != "train" or params.get("device") != "/CPU:0":
+                    continue
+                if bench["name"].startswith("test_step") and params.get("implementation") == "cell_xla":
+                    cells.setdefault(params["name"], {}).setdefault(column, {})["benchmark_ms"] = \
                         bench["stats"]["median"] * 1e3
+                elif bench["name"].startswith("test_matmul_floor"):
+                    floors[column, params["cell"]] = bench["stats"]["median"] * 1e3
         else:
             raise errors.DataError(f"{path}: neither a {SCHEMA} file nor a pytest-benchmark JSON file")
+    for config, row in cells.items():  # a benchmark's median wins over the trainer's, whatever the file order
+        for column, cell in row.items():
+            if "benchmark_ms" not in cell:
+                continue
+            cell["ms_per_iter"] = cell.pop("benchmark_ms")
+            floor = floors.get((column, CONFIGS[config].cell)) if config in CONFIGS else None
+            if floor:
+                cell["times_floor"] = cell["ms_per_iter"] / floor
     return {"schema": "rnn_core.crossversion/1", "columns": columns, "rows": cells}
 
 
@@ -167,7 +180,8 @@ def cross_version_markdown(table):
         for column in columns:
             cell = row.get(column, {})
             accuracy = "NaN" if cell.get("nonfinite") else _num(cell.get("test_accuracy"))
-            entries.append(f"{accuracy} @ {cell.get('steps', '-')} steps, {_num(cell.get('ms_per_iter'), 1, 2)} ms")
+            ratio = f" ({cell['times_floor']:.2f}x floor)" if "times_floor" in cell else ""
+            entries.append(f"{accuracy} @ {cell.get('steps', '-')} steps, {_num(cell.get('ms_per_iter'), 1, 2)} ms{ratio}")
         lines.append(f"| {config} | " + " | ".join(entries) + " |")
     return "\n".join(lines) + "\n"
 

@@ -89,23 +89,25 @@ def test_compare_writes_four_outputs(compared):
 
 def test_table_merges_results_and_benchmarks(compared, tmp_path):
     """rnn-core table: a row per configuration, a column per environment, accuracy from results.json and
-    ms/iter from a real pytest-benchmark file of the same environment."""
+    ms/iter and its ratio to the matmul floor from a real pytest-benchmark file of the same environment."""
     out, _ = compared
     bench = tmp_path / "benchmark.json"
     timed = subprocess.run([sys.executable, "-m", "pytest", "-m", "benchmark and not gpu", "-p", "no:cacheprovider",
                             "-k", "train and (vanilla and cell_xla or basic_rnn)", "--benchmark-max-time=0.05",
                             f"--benchmark-json={bench}", "-q"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert timed.returncode == 0, timed.stdout[-2000:]
-    result = rnn_core("table", str(out / "results.json"), str(bench), "--out", str(tmp_path))
+    result = rnn_core("table", str(bench), str(out / "results.json"), "--out", str(tmp_path))  # either order
     assert result.returncode == 0, result.stderr[-2000:]
     table = json.loads((tmp_path / "crossversion.json").read_text())
     environment = json.loads((out / "results.json").read_text())["environment"]
     assert table["columns"] == [f"TF {environment['tensorflow']} / Keras {environment['keras']}"]
-    median = {b["params"]["name"]: b["stats"]["median"] for b in json.loads(bench.read_text())["benchmarks"]
-              if "name" in b["params"]}
+    median = {b["params"].get("name", b["params"].get("cell")): b["stats"]["median"]
+              for b in json.loads(bench.read_text())["benchmarks"]}
     vanilla = table["rows"]["vanilla"][table["columns"][0]]
     assert vanilla["ms_per_iter"] == pytest.approx(median["vanilla"] * 1e3)
-    assert f"| vanilla | {vanilla['test_accuracy']:.3f} @ 31 steps, {median['vanilla'] * 1e3:.2f} ms |" in result.stdout
+    assert vanilla["times_floor"] == pytest.approx(median["vanilla"] / median["basic_rnn"])
+    assert (f"| vanilla | {vanilla['test_accuracy']:.3f} @ 31 steps, {median['vanilla'] * 1e3:.2f} ms "
+            f"({vanilla['times_floor']:.2f}x floor) |") in result.stdout
     assert "| ln_lstm | NaN @ 1 steps" in result.stdout
 
 
