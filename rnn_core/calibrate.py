@@ -234,7 +234,7 @@ def write(doc, path=TABLE):
 def markdown(table):
     lines = ["# Calibration", "",
              "Regenerate (Keras 3): `rnn-core calibrate --tiers quick,default --seeds 0-19`, `rnn-core calibrate "
-             "--tiers none --fixes` (seeds 0-9), `rnn-core calibrate --tiers slow --seeds 0-4`, then `rnn-core "
+             "--tiers none --fixes --seeds 0-9`, `rnn-core calibrate --tiers slow --seeds 0-4`, then `rnn-core "
              "calibrate --validate 20-24`; (Keras 2, TF 2.15): the same but the slow tier, each as `.tox/tf215/bin/python "
              "-m rnn_core calibrate ...` from the repository root after `tox -e tf215 --notest`. Each Keras major has its own section: seeded values differ between "
              f"them. Margin rule: lower bound = min - {MARGIN_SD:g} sd_below, upper bound = max + {MARGIN_SD:g} "

@@ -47,10 +47,13 @@ class _Cell(keras.layers.Layer):
 
 
 def _initializer(name, value):
-    """None (the cell's TF1 default) or a Keras initializer given by name; anything else is a one-line error."""
+    """None (the cell's TF1 default) or a Keras initializer given by name (a name, so get_config stays
+    serializable); anything else is a one-line error."""
     if value is None:
         return None
     try:
+        if not isinstance(value, str):
+            raise TypeError(value)
         keras.initializers.get(value)
     except (ValueError, TypeError):
         raise errors.UsageError(f"{name} must be None or a Keras initializer name such as 'glorot_uniform' or "
@@ -139,7 +142,7 @@ class LSTMCell(_Cell):
         self.bias = self._bias(4 * self.num_units)
         if self.use_peepholes:
             self.w_f_diag, self.w_i_diag, self.w_o_diag = (
-                self.add_weight(name=n, shape=(self.num_units,), initializer=_glorot)
+                self.add_weight(name=n, shape=(self.num_units,), initializer=self.initializer or _glorot)
                 for n in ("w_f_diag", "w_i_diag", "w_o_diag"))
         if self.num_proj:
             self.proj_kernel = self.add_weight(name="projection_kernel", shape=(self.num_units, self.num_proj),

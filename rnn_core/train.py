@@ -81,7 +81,9 @@ class Trainer:
         return loss, accuracy, grad_norm, finite
 
     def _train_steps(self, x, y, order, num_steps, apply_nonfinite=False):
-        """Up to num_steps batches of order; stops after the first non-finite step unless apply_nonfinite."""
+        """Up to num_steps batches of order; stops after the first non-finite step unless apply_nonfinite.
+        Returns the steps done, the first non-finite step's flags (all true if none), and per-step
+        losses, accuracies and gradient norms."""
         batch = self.config.batch_size
         capacity = order.shape[0] // batch  # static, as XLA needs for the TensorArrays
         record = [tf.TensorArray(tf.float32, capacity) for _ in range(3)]
@@ -92,7 +94,10 @@ class Trainer:
 
         def step(i, finite, losses, accuracies, norms):
             index = tf.slice(order, [i * batch], [batch])
-            loss, accuracy, norm, finite = self._train_step(tf.gather(x, index), tf.gather(y, index), apply_nonfinite)
+            loss, accuracy, norm, step_finite = self._train_step(tf.gather(x, index), tf.gather(y, index),
+                                                                 apply_nonfinite)
+            # The first non-finite step's flags stay: training on past it (keep-going) must not replace them.
+            finite = tf.where(tf.reduce_all(finite), step_finite, finite)
             return i + 1, finite, losses.write(i, loss), accuracies.write(i, accuracy), norms.write(i, norm)
 
         done, finite, *record = tf.while_loop(more, step, [tf.constant(0), finite, *record])
@@ -197,11 +202,11 @@ def fit(config, dataset, seed=0, *, logdir=None, log=print, log_every=LOG_EVERY,
             if progress:
                 progress(config.name, epoch, config.epochs)
             if run.nonfinite is None and not finite.all():
-                # The first bad step, from the per-step loss and norm (a non-finite gradient makes its norm
-                # non-finite): with --keep-going the loop ran on and finite holds the epoch's last step.
-                bad = [i for i, (loss, norm) in enumerate(zip(losses, norms))
-                       if not (math.isfinite(loss) and math.isfinite(norm))]
-                run.nonfinite = _nonfinite(first_step + (bad[0] if bad else done - 1), finite, trainer.variable_names)
+                # Which step: the first whose loss or gradient norm is non-finite (a non-finite gradient
+                # makes the norm so); with keep-going the loop ran on past it.
+                bad = next(i for i, (loss, norm) in enumerate(zip(losses, norms))
+                           if not (math.isfinite(loss) and math.isfinite(norm)))
+                run.nonfinite = _nonfinite(first_step + bad, finite, trainer.variable_names)
                 log(f"[nan] step {run.nonfinite['step']}: non-finite {run.nonfinite['where']} in "
                     f"{', '.join(run.nonfinite['variables']) or 'the loss'}")
                 if stop_on_nonfinite:
@@ -215,7 +220,7 @@ def fit(config, dataset, seed=0, *, logdir=None, log=print, log_every=LOG_EVERY,
 
 def _nonfinite(step, finite, names):
     """Step index (0 = the first update) where the loss, gradients or their norm stopped being finite, and
-    the variables whose gradients the flags name (that step's; the epoch's last step's under keep-going)."""
+    the variables whose gradients were non-finite there."""
     bad = [name for name, ok in zip(names, finite[1:-1]) if not ok]
     where = "loss" if not finite[0] else "gradients" if bad else "gradient norm"
     return {"step": step, "where": where, "variables": bad}

@@ -178,11 +178,13 @@ def test_gru_gate_bias_starts_at_one_and_candidate_bias_at_zero():
 @pytest.mark.parametrize("name, args, zeros", [
     ("gru", {"kernel_initializer": "zeros"}, {"gates_kernel", "candidate_kernel"}),
     ("gru", {"bias_initializer": "zeros"}, {"gates_bias", "candidate_bias"}),
-    ("lstm", {"initializer": "zeros", "num_proj": 5}, {"kernel", "projection_kernel"}),
+    ("lstm", {"initializer": "zeros", "num_proj": 5, "use_peepholes": True},
+     {"kernel", "projection_kernel", "w_f_diag", "w_i_diag", "w_o_diag"}),
 ], ids=["gru-kernel_initializer", "gru-bias_initializer", "lstm-initializer"])
 def test_tf1_initializer_arguments_replace_the_defaults(name, args, zeros):
-    """TF1's GRUCell(kernel_initializer, bias_initializer) and LSTMCell(initializer): the named weights start
-    from the given initializer (here zeros), the others keep their defaults."""
+    """TF1's GRUCell(kernel_initializer, bias_initializer) and LSTMCell(initializer: kernel, projection and
+    peepholes): the named weights start from the given initializer (here zeros), the others keep their
+    defaults."""
     _, cell = built(name, **args)
     _, default = built(name, **{k: v for k, v in args.items() if not k.endswith("initializer")})
     for weight in cell.weights:
