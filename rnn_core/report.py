@@ -121,8 +121,8 @@ def cross_version(paths):
     Rows are configurations, columns environments (TensorFlow and Keras versions). A cell holds the
     run's test accuracy and its ms/iter: the pytest-benchmark median of the default train step when a
     benchmark file for that environment is given, else the trainer's own median sec/iter. With the
-    benchmark comes the step's ratio to its matmul floor, timed in the same session: environments
-    that shared the machine (tox -p) shift both, so the ratio compares across columns where ms don't.
+    benchmark comes the step's ratio to its matmul floor, timed in the same session. Neither compares
+    across columns when the environments shared the machine (tox -p): time them one at a time.
     """
     columns, cells, floors = [], {}, {}
     for path in paths:

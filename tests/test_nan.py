@@ -82,9 +82,9 @@ def test_keep_going_reports_the_first_nonfinite_step(trained, datasets, tier_dat
     """Trained on past the NaN, as the tutorial did (compare --keep-going): every step of the epoch runs,
     and the run still names the step where it first went non-finite, not the last one."""
     stopped = trained("quick", "ln_lstm")
-    dataset = datasets(tier_dataset("quick"))
-    kept_going = train.fit(configs.get("ln_lstm").replace(epochs=1), dataset, seed, stop_on_nonfinite=False, log=None)
-    assert len(kept_going.steps["loss"]) == len(dataset.train_y) // 128 > stopped.nonfinite["step"] + 1
+    dataset, config = datasets(tier_dataset("quick")), configs.get("ln_lstm").replace(epochs=1)
+    kept_going = train.fit(config, dataset, seed, stop_on_nonfinite=False, log=None)
+    assert len(kept_going.steps["loss"]) == len(dataset.train_y) // config.batch_size > stopped.nonfinite["step"] + 1
     assert kept_going.nonfinite == stopped.nonfinite  # step, where, and the same variables
 
 
