@@ -133,19 +133,27 @@ def test_remedy_outcome(name, datasets, tier_dataset, seed, fix_table):
         assert run.final["test_accuracy"] >= row["test_accuracy_stats"]["lower"], WHY[name]
 
 
+WINDOW = 5  # seeds test_exploding_gradients trains: --rnn-seed and the four after it
+
+
 @pytest.mark.parametrize("name", list(numerics.EXPLODING_REMEDIES))
 def test_exploding_gradients(name, datasets, tier_dataset, seed, fix_table):
     """The divergence lr and clipping are meant for: a ReLU RNN at lr 0.1 (a step loss past 2 ln 10).
 
     Whether a given seed explodes within the budget is chance, so the claim is over five seeds
-    (--rnn-seed and the four after it): a remedy calibration saw prevent it on every seed must
-    prevent it on all five; one that failed on most seeds must fail on most (at least three)."""
+    (--rnn-seed and the four after it). A remedy that calibration saw prevent it on every seed must
+    prevent it on all five. For one that did not, the claim is that it does not prevent it: at least
+    one of the five diverges. Asking for more would be a bound calibration cannot support: at the
+    calibrated rate (7 or 8 of 10 seeds) "at least 3 of 5" fails on 6-16% of windows by chance, where
+    "at least 1" fails on (1 - rate)^5 = 0.03-0.2%; the test checks the table keeps that under 1%."""
     calibrated = fix_table["exploding"]["remedies"][name]["diverged"]
     runs = [train.fit(numerics.exploding(name).replace(epochs=fix_table["exploding"]["epochs"]),
-                      datasets(tier_dataset("quick")), s, log=None) for s in range(seed, seed + 5)]
-    diverged = sum(numerics.peak_loss(r) > fix_table["exploding"]["diverged_loss"] for r in runs)
+                      datasets(tier_dataset("quick")), s, log=None) for s in range(seed, seed + WINDOW)]
+    diverged = [numerics.peak_loss(r) > fix_table["exploding"]["diverged_loss"] for r in runs]
     if not any(calibrated):
-        assert diverged == 0, EXPLODING_WHY[name]
+        assert not any(diverged), EXPLODING_WHY[name]
     else:
-        assert sum(calibrated) > len(calibrated) / 2, f"calibration is split for {name}: {calibrated}"
-        assert diverged >= 3, EXPLODING_WHY[name]
+        rate = sum(calibrated) / len(calibrated)
+        assert (1 - rate) ** WINDOW < 0.01, f"calibration diverged on {sum(calibrated)} of {len(calibrated)} " \
+            f"seeds for {name}: too rare for {WINDOW} seeds to show it"
+        assert any(diverged), EXPLODING_WHY[name]
