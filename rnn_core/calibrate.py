@@ -13,6 +13,8 @@ deviations, doubled, as if mirrored): a seed far on a claim's good side (vanilla
 doubles a plain sd. On a symmetric spread both equal the plain sd. A claim whose bound would not
 support it is not asserted; its two-sided band [lower, upper] still is.
 """
+import dataclasses
+import hashlib
 import json
 import math
 import multiprocessing
@@ -28,6 +30,8 @@ from rnn_core import configs
 HERE = Path(__file__).parent / "calibration"
 TABLE = HERE / "calibration.json"
 SCHEMA = "rnn_core.calibration/1"
+# Finished runs, kept so that an interrupted calibration resumes (relative: the working directory's).
+STORE = Path(".rnn-core-runs")
 MARGIN_SD = 2.0
 MARGIN_RULE = f"min - {MARGIN_SD:g} sd_below, max + {MARGIN_SD:g} sd_above"
 METRICS = ("test_accuracy", "test_min_batch_accuracy", "train_loss")
@@ -73,32 +77,60 @@ def stats(values):
             "lower": min(values) - MARGIN_SD * below, "upper": max(values) + MARGIN_SD * above}
 
 
-def _fit_seeds(config, dataset_name, data_dir, seeds):
+def _fit_seeds(config, dataset_name, data_dir, seeds, store=STORE):
+    """(runs, how many came from store): each seed's run, trained unless store already holds it.
+
+    A run is a function of its key (configuration, dataset contents, seed, installed versions and
+    rnn_core's source), so a stored run is the run itself; each is written as soon as it finishes, so a
+    calibration that dies (a worker's segfault, a session's end) loses at most the runs in flight."""
     from rnn_core import data, train  # here, not above: the CLI checks tier names before TensorFlow loads
+    from rnn_core.compat import versions
     dataset = data.load(dataset_name, data_dir)
-    return [train.fit(config, dataset, s, log=None) for s in seeds]
+    store = Path(store)
+    key = hashlib.sha256(repr((dataclasses.asdict(config), versions())).encode())
+    for array in (dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y):
+        key.update(array.tobytes())
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        key.update(source.read_bytes())
+    runs, stored = [], 0
+    for seed in seeds:
+        seed_key = key.copy()
+        seed_key.update(str(seed).encode())
+        path = store / f"{dataset.name}-{config.name}-seed{seed}-{seed_key.hexdigest()[:16]}.json"
+        if path.exists():
+            runs.append(train.Run(**json.loads(path.read_text())))
+            stored += 1
+            continue
+        runs.append(train.fit(config, dataset, seed, log=None))
+        store.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(dataclasses.asdict(runs[-1])))  # NaN stays NaN: this file is Python's alone
+        partial.replace(path)
+    return runs, stored
 
 
-def fit_seeds(jobs, data_dir=None, workers=2, log=print):
-    """{key: [Run per seed]} for jobs {key: (config, dataset name, seeds)}, each job in a process of its own.
+def fit_seeds(jobs, data_dir=None, workers=2, log=print, store=STORE):
+    """{key: [Run per seed]} for jobs {key: (config, dataset name, seeds)}, each job in a process of its own,
+    each finished run kept in store (see _fit_seeds).
 
     A process never frees an XLA program it compiled: a few hundred trainings in one process run the
     machine out of LLVM's code mappings ("LLVM compilation error: Cannot allocate memory", then a
     segfault). Two workers also use both cores (each trainer runs one intra-op thread)."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1) as pool:
-        futures = {pool.submit(_fit_seeds, config, name, data_dir, list(seeds)): key
+        futures = {pool.submit(_fit_seeds, config, name, data_dir, list(seeds), store): key
                    for key, (config, name, seeds) in jobs.items()}
         done = {}
         for future in as_completed(futures):
-            key, runs = futures[future], future.result()
+            key, (runs, stored) = futures[future], future.result()
             done[key] = runs
             log(f"{runs[0].dataset['name']} {runs[0].config}: test accuracy "
-                f"{[r.final['test_accuracy'] for r in runs]}, non-finite at {[r.nonfinite and r.nonfinite['step'] for r in runs]}")
+                f"{[r.final['test_accuracy'] for r in runs]}, non-finite at {[r.nonfinite and r.nonfinite['step'] for r in runs]}"
+                f"{f' ({stored} of {len(runs)} runs from {store})' if stored else ''}")
         return done
 
 
-def calibrate(tiers, seeds, data_dir=None, log=print):
+def calibrate(tiers, seeds, data_dir=None, log=print, store=STORE):
     """{tier: {config: {metric: stats}, "gated_minus_vanilla": ..., "curves": ...}} over seeds."""
     from rnn_core.compat import KERAS_MAJOR, versions
     by_dataset = {}
@@ -108,7 +140,7 @@ def calibrate(tiers, seeds, data_dir=None, log=print):
     for dataset_name, tier_names in by_dataset.items():
         jobs = {config: (configs.get(config).replace(epochs=max(TIERS[t].budget(config) for t in tier_names)),
                          dataset_name, seeds) for config in (*LEARNING, "ln_lstm")}
-        runs = {(config, run.seed): run for config, config_runs in fit_seeds(jobs, data_dir, log=log).items()
+        runs = {(config, run.seed): run for config, config_runs in fit_seeds(jobs, data_dir, log=log, store=store).items()
                 for run in config_runs}
         for tier in tier_names:
             doc["tiers"][tier] = summarize(runs, seeds, TIERS[tier])
@@ -145,14 +177,14 @@ FIX_EPOCHS = 10
 EXPLODING_EPOCHS = 5
 
 
-def fixes(dataset, seeds, data_dir=None, epochs=FIX_EPOCHS, log=print):
+def fixes(dataset, seeds, data_dir=None, epochs=FIX_EPOCHS, log=print, store=STORE):
     """The NaN's fix table on dataset: each remedy's first-step outcome and its run over epochs, per seed."""
     from rnn_core import numerics
     jobs = {("fix", name): (numerics.remedy(name).replace(epochs=epochs), dataset.name, seeds)
             for name in numerics.REMEDIES}
     jobs.update({("exploding", name): (numerics.exploding(name).replace(epochs=EXPLODING_EPOCHS), dataset.name, seeds)
                  for name in numerics.EXPLODING_REMEDIES})
-    runs = fit_seeds(jobs, data_dir, log=log)
+    runs = fit_seeds(jobs, data_dir, log=log, store=store)
     rows = []
     for name in numerics.REMEDIES:
         row = numerics.fix_row(name, runs["fix", name], dataset, epochs)
