@@ -11,18 +11,22 @@ from rnn_core.compat import tf
 
 # (jit_compile, model implementation) of each way the suite runs a configuration.
 IMPLEMENTATIONS = {"cell": (False, "cell"), "cell_xla": (True, "cell"), "fused": (False, "fused")}
-# Normwise: max |difference| <= TOLERANCE x max |reference|, per tensor. Measured over 3 batches
-# (python tests/reference.py): at most 7.2e-7 for the fused layers and XLA (3.2e-6 for the layer-norm
-# cells on lifted digits, see LIFT), so 1e-5 still catches a
-# wrong gate order, a lost forget_bias or a dropped mask, which move results by 1e-2 or more.
+# Normwise: max |difference| <= TOLERANCE x max |reference|, per tensor. Measured (python
+# tests/reference.py: 5 batches, with and without lengths, in every tox environment, on an AMD EPYC):
+# at most 8.9e-7 for the fused layers and XLA, 2.2e-6 for the layer-norm cells on lifted digits (see
+# LIFT), so 1e-5 still catches a wrong gate order, a lost forget_bias or a dropped mask, which move
+# results by 1e-2 or more.
 TOLERANCE = 1e-5
 # On blank rows TF1's layer norm is ill-conditioned: a state equal across units (as norm_shift makes
 # it after a blank row) is normalized to its float32 rounding noise times gamma / sqrt(1e-12), so two
-# correct evaluations that sum the mean in another order differ by up to 9e-2 (XLA on TF 2.16 and
-# 2.18). Layer-norm cells are therefore compared at TOLERANCE on the digits lifted off zero (LIFT
-# added to every pixel: no row is blank, no norm sees variance 0), and on the real digits only in
-# where their values are non-finite (ln_lstm's NaN).
-LIFT = 0.05
+# correct evaluations that sum the mean in another order differ by up to 0.17 (ln_lstm_fixed under
+# XLA, TF 2.15). Layer-norm cells are therefore compared at TOLERANCE on the digits lifted off zero
+# (LIFT added to every pixel: no row is blank, no norm sees variance 0), and on the real digits only
+# in where their values are non-finite (ln_lstm's NaN). A lifted blank row is still the same in every
+# pixel, so how far its projection spreads across units, and with it how well the norms are
+# conditioned, grows with LIFT: at 0.05 (chosen on an Intel Xeon, where it gave 3.2e-6) ln_lstm's XLA
+# gradients differed by up to 2.3e-5 on the AMD EPYC with tf-keras; at 0.25, by at most 2.2e-6.
+LIFT = 0.25
 
 
 def cases(implementations=tuple(IMPLEMENTATIONS)):
@@ -104,6 +108,8 @@ if __name__ == "__main__":  # the measurement behind TOLERANCE and LIFT
         for name, _ in cases([implementation]):
             trainer_ = trainer(name, implementation)
             for lift in (0.0, LIFT):
-                worst = max(error for seed in range(3) for x, y, lengths in [batch(16, seed)]
-                            for _, error in errors(name, implementation, trainer_, x + lift, y, lengths))
-                print(f"{implementation:9s} {name:14s} lift {lift:g}: worst normwise error over 3 batches {worst:.2e}")
+                # With per-example lengths, as test_equivalence checks, and without, as the benchmarks do.
+                worst = max(error for seed in range(5) for x, y, lengths in [batch(16, seed)] for lens in (lengths, None)
+                            for _, error in errors(name, implementation, trainer_, x + lift, y, lens))
+                print(f"{implementation:9s} {name:14s} lift {lift:g}: worst normwise error over 5 batches, with and "
+                      f"without lengths {worst:.2e}")
