@@ -18,7 +18,9 @@ import hashlib
 import json
 import math
 import multiprocessing
+import os
 import statistics
+import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,15 +82,18 @@ def stats(values):
 def _fit_seeds(config, dataset_name, data_dir, seeds, store=STORE):
     """(runs, how many came from store): each seed's run, trained unless store already holds it.
 
-    A run is a function of its key (configuration, dataset contents, seed, installed versions and
-    rnn_core's source), so a stored run is the run itself; each is written as soon as it finishes, so a
+    A run is keyed by everything measured to change it: configuration, dataset contents, seed,
+    installed versions, rnn_core's source, and the processor and GPUs (XLA's float32 rounding differs
+    between an Intel and an AMD CPU, tests/reference.py). Each is written as soon as it finishes, so a
     calibration that dies (a worker's segfault, a session's end) loses at most the runs in flight."""
-    from rnn_core import data, train  # here, not above: the CLI checks tier names before TensorFlow loads
+    from rnn_core import data, report, train  # here, not above: the CLI checks tier names before TensorFlow loads
     from rnn_core.compat import versions
     dataset = data.load(dataset_name, data_dir)
     store = Path(store)
-    key = hashlib.sha256(repr((dataclasses.asdict(config), versions())).encode())
-    for array in (dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y):
+    arrays = (dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y)
+    key = hashlib.sha256(repr((dataclasses.asdict(config), versions(), sys.version, report.processor(),
+                               report.gpu_names(), [(a.dtype.str, a.shape) for a in arrays])).encode())
+    for array in arrays:
         key.update(array.tobytes())
     for source in sorted(Path(__file__).parent.glob("*.py")):
         key.update(source.read_bytes())
@@ -103,7 +108,8 @@ def _fit_seeds(config, dataset_name, data_dir, seeds, store=STORE):
             continue
         runs.append(train.fit(config, dataset, seed, log=None))
         store.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
+        # Written aside, then renamed: a reader never sees half a file, even with two calibrations at once.
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         partial.write_text(json.dumps(dataclasses.asdict(runs[-1])))  # NaN stays NaN: this file is Python's alone
         partial.replace(path)
     return runs, stored

@@ -5,6 +5,7 @@ Arguments are checked before TensorFlow is imported; a bad one prints one line a
 import argparse
 import sys
 
+from rnn_core import calibrate as calibration
 from rnn_core import configs, data, errors
 
 DEFAULT_EPOCHS = {"mnist-5k": 30}  # 31 steps an epoch there; 30 epochs is where the gated cells level off
@@ -56,19 +57,17 @@ def diagnose(args):
 
 
 def calibrate(args):
-    from rnn_core import calibrate as calibration
     for tier in args.tiers:
         errors.choice("tier", tier, list(calibration.TIERS))
-    store = args.store or calibration.STORE
     if args.validate:
         from rnn_core.compat import KERAS_MAJOR, versions
         doc = {"keras_major": KERAS_MAJOR, "versions": versions(), "margin_sd": calibration.MARGIN_SD,
                "validation": calibration.validate(args.validate)}
     else:
-        doc = calibration.calibrate(args.tiers, args.seeds, args.data_dir, store=store)
+        doc = calibration.calibrate(args.tiers, args.seeds, args.data_dir, store=args.store)
     if args.fixes:
         dataset = data.load(calibration.TIERS["quick"].dataset, args.data_dir)
-        doc["fixes"] = {dataset.name: calibration.fixes(dataset, args.seeds, args.data_dir, store=store)}
+        doc["fixes"] = {dataset.name: calibration.fixes(dataset, args.seeds, args.data_dir, store=args.store)}
     table = args.table or calibration.TABLE
     calibration.write(doc, table)
     print(f"wrote {table} and {table.with_suffix('.md')}")
@@ -180,9 +179,9 @@ def _parser():
                    help="seeds (default: 0-19, as the mnist-5k tiers are calibrated; the fix matrix used 0-9)")
     p.add_argument("--fixes", action="store_true", help="also the NaN fix matrix and the exploding-gradient runs")
     p.add_argument("--table", type=Path, default=None, help="output JSON (default: the package's calibration.json)")
-    p.add_argument("--store", type=Path, default=None,
+    p.add_argument("--store", type=Path, default=calibration.STORE,
                    help="each finished run is kept here, so an interrupted calibration resumes where it stopped "
-                        "(default: .rnn-core-runs)")
+                        "(default: %(default)s)")
     p.add_argument("--validate", type=_seeds, metavar="SEEDS",
                    help="instead: run pytest -m quick --rnn-seed S for these seeds and record the outcomes")
     p.set_defaults(command=calibrate)
